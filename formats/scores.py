@@ -1,0 +1,43 @@
+"""Grading output: one JSON line per graded trajectory, in `<run>.scores.jsonl` beside the run.
+
+Fields
+- id (str): the trajectory's id in the run file; idx (str); sample (int)
+- pred (str), gt (str): what was compared, after normalisation
+- scores (dict grader-name -> bool): e.g. {"paper": true, "strict": false}
+- timeouts (list of grader names that timed out; a timeout scores False)
+- grader_version (str): bumped whenever a grader's decisions may change, so that preference
+  data built from stale scores is refused rather than silently mixed
+"""
+
+from __future__ import annotations
+
+from ._common import Field, FormatError, check_fields, iter_jsonl
+
+FORMAT_VERSION = 1
+FIELDS = (
+    Field("id", (str,)), Field("idx", (str,)), Field("sample", (int,)),
+    Field("pred", (str,)), Field("gt", (str,)), Field("scores", (dict,)),
+    Field("timeouts", (list,)), Field("grader_version", (str,)), Field("format_version", (int,)),
+)
+
+
+def validate(record: dict, path: str, line: int | None = None) -> dict:
+    check_fields(record, FIELDS, path, line)
+    for name, value in record["scores"].items():
+        if not isinstance(value, bool):
+            raise FormatError(path, line, f"scores.{name}", "expected true or false")
+    if record["format_version"] != FORMAT_VERSION:
+        raise FormatError(path, line, "format_version",
+                          f"file has version {record['format_version']}, reader expects {FORMAT_VERSION}")
+    return record
+
+
+def read(path: str, skip_bad_lines: bool = False, bad_lines: list[int] | None = None):
+    for lineno, obj in iter_jsonl(path, skip_bad_lines, bad_lines):
+        try:
+            yield validate(obj, str(path), lineno)
+        except FormatError:
+            if not skip_bad_lines:
+                raise
+            if bad_lines is not None:
+                bad_lines.append(lineno)

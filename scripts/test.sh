@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Run every test, each stage in its own environment (set up first if needed).
+#
+#   bash scripts/test.sh                 # everything: lint, then formats+inference, alignment, SFT, pipeline
+#   bash scripts/test.sh inference -k grade   # one stage; arguments after the stage go to pytest
+#
+# The tests share one tiny world (built here once, under runs/test_world) through $TINY_WORLD.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+ONLY=${1:-all}
+[ $# -gt 0 ] && shift
+bash scripts/setup_envs.sh || exit 1
+
+export TINY_WORLD=${TINY_WORLD:-$ROOT/runs/test_world}
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
+export TOKENIZERS_PARALLELISM=false
+if [ ! -f "$TINY_WORLD/WORLD.json" ]; then
+  echo "== building the tiny world for tests in $TINY_WORLD"
+  .venv-alignment/bin/python scripts/make_tiny_world.py --seed 0 --out "$TINY_WORLD" || exit 1
+fi
+
+REPORTS="$ROOT/runs/test-reports"
+rm -rf "$REPORTS"; mkdir -p "$REPORTS"
+status=0
+run() {  # name venv paths...
+  local name=$1 venv=$2; shift 2
+  local paths=()
+  for p in "$@"; do [ -d "$p" ] && paths+=("$p"); done
+  [ ${#paths[@]} -eq 0 ] && return
+  echo "== $name tests (${paths[*]}) in $venv"
+  "$venv/bin/python" -m pytest "${paths[@]}" -q --junitxml="$REPORTS/$name.xml" "${PYTEST_ARGS[@]}"
+  local rc=$?
+  # 5 = no test collected (e.g. a -k filter that matches nothing in this stage): not a failure.
+  [ $rc -ne 0 ] && [ $rc -ne 5 ] && status=1
+}
+PYTEST_ARGS=("$@")
+
+if [ "$ONLY" = all ] || [ "$ONLY" = lint ]; then
+  echo "== ruff"
+  .venv-inference/bin/ruff check . || status=1
+fi
+[ "$ONLY" = all ] || [ "$ONLY" = inference ] && run inference .venv-inference formats/tests inference/tests
+[ "$ONLY" = all ] || [ "$ONLY" = alignment ] && run alignment .venv-alignment alignment_algorithms/tests
+[ "$ONLY" = all ] || [ "$ONLY" = sft ] && run sft .venv-sft SFT/tests
+[ "$ONLY" = all ] || [ "$ONLY" = pipeline ] && run pipeline .venv-alignment tests
+
+# One closing line over all stages.
+.venv-inference/bin/python - "$REPORTS" <<'PY'
+import pathlib, sys, xml.etree.ElementTree as ET
+t = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+for f in pathlib.Path(sys.argv[1]).glob("*.xml"):
+    for s in ET.parse(f).getroot().iter("testsuite"):
+        for k in t:
+            t[k] += int(s.get(k, 0))
+failed = t["failures"] + t["errors"]
+print(f"{t['tests'] - failed - t['skipped']} passed, {failed} failed, {t['skipped']} skipped")
+PY
+exit $status
