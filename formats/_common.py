@@ -43,11 +43,8 @@ def check_fields(record: Any, fields: tuple[Field, ...], path: str, line: int | 
         if value is None and not f.required:
             continue
         # bool is an int subclass in Python; keep the two apart.
-        if isinstance(value, bool) and bool not in f.types:
-            ok = False
-        else:
-            ok = isinstance(value, f.types)
-        if not ok:
+        is_stray_bool = isinstance(value, bool) and bool not in f.types
+        if is_stray_bool or not isinstance(value, f.types):
             names = " or ".join(t.__name__ for t in f.types)
             raise FormatError(path, line, f.name, f"expected {names}, got {type(value).__name__}")
 

@@ -112,7 +112,8 @@ def trajectory(rng: random.Random, problem: dict, template: Template, wrong_rate
              f"```python\n{code_for(expr, values)}\n```"},
         ]
     else:
-        messages.append({"role": "assistant", "content": f"{intro}\n```python\n{code_for(expr, values)}\n```"})
+        program = code_for(expr, values)
+        messages.append({"role": "assistant", "content": f"{intro}\n```python\n{program}\n```"})
     messages += [{"role": "user", "content": f"```output\n{answer}\n```"},
                  {"role": "assistant", "content": f"The answer is $\\boxed{{{answer}}}$."}]
     return messages
@@ -221,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     corpus = [m["content"] for row in sft for m in row["messages"]]
     tokenizer = build_tokenizer(args.out, corpus, args.vocab_size)
     build_model(args.out, tokenizer, args.seed, args.hidden, args.layers, args.heads)
-    (args.out / "WORLD.json").write_text(json.dumps(vars(args), default=str, indent=1, sort_keys=True) + "\n")
+    recipe = {k: v for k, v in vars(args).items() if k != "out"}  # the same world wherever it lies
+    (args.out / "WORLD.json").write_text(json.dumps(recipe, indent=1, sort_keys=True) + "\n")
     print(f"tiny world written to {args.out}")
 
 
