@@ -91,6 +91,9 @@ def check_config(cfg: PairsConfig) -> None:
         raise ConfigError("field 'output': required")
     if cfg.pairs_per_prompt < 1:
         raise ConfigError("field 'pairs_per_prompt': must be at least 1")
+    paths = [str(Path(r.path).resolve()) for r in cfg.runs]
+    if len(set(paths)) < len(paths):
+        raise ConfigError("field 'runs': a run is listed twice")
     if any(r.max_samples_per_prompt < 0 for r in cfg.runs):
         raise ConfigError("field 'runs[].max_samples_per_prompt': must be 0 (all) or more")
     if cfg.filters.max_tokens > 0 and not cfg.tokenizer:

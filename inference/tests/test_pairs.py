@@ -4,6 +4,7 @@ against formats/trajectory.py and formats/scores.py."""
 import hashlib
 import itertools
 import json
+import os
 import random
 from pathlib import Path
 
@@ -356,6 +357,9 @@ def test_config_errors(runs, tmp_path):
         pairs.main(argv_for(runs, tmp_path / "o", "filters.max_tokens=2048"))
     with pytest.raises(SystemExit, match="pairs_per_prompt"):
         pairs.main(argv_for(runs, tmp_path / "o", "pairs_per_prompt=0"))
+    cur, _ = runs
+    with pytest.raises(SystemExit, match="listed twice"):
+        pairs.main([f"runs=[{{path: '{cur}'}}, {{path: '{cur}'}}]", f"output={tmp_path / 'o'}"])
     with pytest.raises(SystemExit, match="did you mean 'filters.max_turns'"):
         pairs.main(argv_for(runs, tmp_path / "o", "filters.max_turn=true"))
 
@@ -393,3 +397,44 @@ def test_pass_at_k_matches_enumeration():
         outcomes = [True] * c + [False] * (n - c)
         subsets = list(itertools.combinations(outcomes, k))
         assert pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets))
+
+
+def test_tiny_world_conversations_with_token_limit(tmp_path):
+    """SFT conversations of the tiny world as generations, through pairs_tiny.yaml and the
+    2048-token style rule with a real chat template."""
+    from transformers import AutoTokenizer
+
+    world = Path(os.environ.get("TINY_WORLD", Path(__file__).resolve().parents[2] / "runs" / "test_world"))
+    if not (world / "data" / "sft.jsonl").exists():
+        pytest.skip(f"no tiny world at {world}: `bash scripts/test.sh` builds it")
+    convs = [json.loads(x)["messages"] for x in (world / "data" / "sft.jsonl").open().readlines()[:30]]
+    recs = []
+    for i, msgs in enumerate(convs):
+        gt = msgs[-1]["content"].split("boxed{")[1].split("}")[0]
+        for s in range(4):
+            turns = [dict(m) for m in msgs[1:]]
+            if s % 2:  # a wrong final answer
+                turns[-1]["content"] = f"The answer is $\\boxed{{{gt}1}}$."
+            turns[0]["content"] = f"Attempt {s}. " + turns[0]["content"]  # distinct samples
+            rec = {**record("0", s, solved("0", "x", "1"), "1"), "id": f"{i}:{s}", "idx": str(i),
+                   "question": msgs[0]["content"], "gt": gt, "messages": [msgs[0], *turns],
+                   "pred": gt if s % 2 == 0 else gt + "1"}
+            recs.append(trajectory_format.validate(rec, "test"))
+    path = write_run(tmp_path, "current", recs)
+    tok = AutoTokenizer.from_pretrained(str(world / "model"))
+    lengths = [len(tok.apply_chat_template(r["messages"], tokenize=True)["input_ids"]) for r in recs]
+    limit = sorted(lengths)[len(lengths) // 2]
+    out = tmp_path / "pairs"
+    pairs.main(["--config", str(Path(pairs.__file__).parent / "configs" / "pairs_tiny.yaml"),
+                f"runs=[{{path: '{path}', source: current}}]", f"output={out}",
+                f"tokenizer={world / 'model'}", f"filters.max_tokens={limit}"])
+    stats = json.loads((out / "stats.json").read_text())
+    too_long = sum(n > limit for n in lengths)
+    assert stats["filters"]["max_tokens"] == {"enabled": True, "removed": too_long, "matched": too_long}
+    dpo = load_from_disk(str(out / "dpo"))
+    assert len(dpo) == stats["prompts"]["with_pair"] > 0
+    for i, row in enumerate(dpo):
+        preference.validate_pair(row, "dpo", i)
+        for side in ("chosen", "rejected"):
+            ids = tok.apply_chat_template(row["prompt"] + row[side], tokenize=True)["input_ids"]
+            assert len(ids) <= limit
