@@ -1,0 +1,121 @@
+"""IPython cell semantics, as the reference ran them (SPEC 2.1), inside a worker process.
+
+The reference ran each cell with `InteractiveShell.run_cell` inside `capture_output`, so the last
+expression is displayed and stdout/stderr are captured; we do the same, with the history database
+off (its thread would not survive fork) and without its defects: the `Out[n]: ` prompt is never
+written (rather than deleted from the text afterwards), tracebacks are recorded aside (so what was
+printed before an error is kept), and a timeout raises inside the cell (state is kept, as after
+an interrupt in a notebook).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import warnings
+
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+from traitlets.config import Config
+
+from .observation import TIMEOUT_IN_CELL, Status, error_paragraph
+
+_WARMUP = ("import sympy, numpy, math, fractions, itertools",
+           "x = sympy.Rational(1, 3) + sympy.sqrt(2)\nprint(x)\nnumpy.arange(3)",
+           "print('a')\n1/0", "print(", "import sys; print('e', file=sys.stderr)",
+           "def f(n):\n    return f(n - 1) if n else 0\nf(3)")
+
+
+class CellTimeout(BaseException):
+    """Raised into the running cell at the deadline; its text is the reference's."""
+
+    def __str__(self) -> str:
+        return "'Timed Out'"
+
+
+def _new_shell() -> InteractiveShell:
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.InteractiveShell.colors = "nocolor"
+    shell = InteractiveShell(config=config)
+    shell.displayhook.write_output_prompt = lambda: None
+    return shell
+
+
+class CellRunner:
+    """One IPython shell; `run` executes a cell and returns (output, error paragraph, status)."""
+
+    def __init__(self, fd_output: int | None = None) -> None:
+        warnings.filterwarnings("ignore")  # as the reference's wrapper did
+        self.shell = _new_shell()
+        self.fd_output = fd_output
+        self._traceback: str | None = None
+        self._armed = False
+        self._fired = False
+        self.shell._showtraceback = self._record_traceback
+
+    @classmethod
+    def warmed(cls) -> CellRunner:
+        """Runs every code path once in a throw-away shell, so forked workers start hot."""
+        scratch = cls()
+        for cell in _WARMUP:
+            scratch.run(cell, timeout_s=60.0)
+        return cls()
+
+    def _record_traceback(self, etype, evalue, stb) -> None:
+        self._traceback = self.shell.InteractiveTB.stb2text(stb)
+
+    def _on_alarm(self, signum, frame) -> None:
+        if self._armed:
+            self._fired = True
+            self._armed = False
+            raise CellTimeout()
+
+    def _arm(self, deadline: float) -> None:
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        self._fired = False
+        self._armed = True
+        signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
+
+    def _disarm(self) -> None:
+        self._armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _drain_fd_output(self) -> str:
+        """What subprocesses (and C code) wrote to the worker's real stdout/stderr."""
+        if self.fd_output is None:
+            return ""
+        size = os.lseek(self.fd_output, 0, os.SEEK_END)
+        data = os.pread(self.fd_output, size, 0) if size else b""
+        os.ftruncate(self.fd_output, 0)
+        os.lseek(self.fd_output, 0, os.SEEK_SET)
+        return data.decode("utf-8", "replace")
+
+    def run(self, code: str, timeout_s: float | None = None,
+            deadline: float | None = None) -> tuple[str, str | None, Status]:
+        if deadline is None:
+            deadline = time.monotonic() + (timeout_s or 0.0)
+        self._traceback = None
+        self._drain_fd_output()
+        failed = False
+        try:
+            with capture_output() as captured:
+                self._arm(deadline)
+                try:
+                    result = self.shell.run_cell(code, store_history=False)
+                    failed = not result.success
+                finally:
+                    self._disarm()
+        except CellTimeout:
+            self._fired = True
+        output = captured.stdout + captured.stderr + self._drain_fd_output()
+        if self._fired:
+            return output, TIMEOUT_IN_CELL, "timeout"
+        if not failed:
+            return output, None, "ok"
+        if self._traceback is not None:
+            return output, error_paragraph(self._traceback), "error"
+        # Formatting fell back to printing (e.g. exception groups): split it as the reference would.
+        start = output.find("Traceback")
+        return (output[:start] if start >= 0 else ""), error_paragraph(output), "error"
