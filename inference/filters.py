@@ -8,8 +8,9 @@ filter: a "correct" trajectory whose last observation shows an error is dropped,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 
 from tqdm import tqdm
 
@@ -42,13 +43,28 @@ class Candidate:
     def completion(self) -> list[dict]:
         return self.messages[self.n_prompt:]
 
-    def observations(self) -> list[str]:
-        return [m["content"] for m in self.completion if m["role"] == "user"]
+    # Cached: every rule reads them, over hundreds of thousands of trajectories.
+    @cached_property
+    def observations(self) -> tuple[str, ...]:
+        return tuple(m["content"] for m in self.completion if m["role"] == "user")
 
+    @cached_property
     def last_observation(self) -> str:
         """The last observation turn (the reference's `messages[-2]`); "" without a tool call."""
-        obs = self.observations()
-        return obs[-1] if obs else ""
+        return self.observations[-1] if self.observations else ""
+
+    @cached_property
+    def contents(self) -> tuple[str, ...]:
+        return tuple(m["content"] for m in self.messages)
+
+    @cached_property
+    def contents_lower(self) -> tuple[str, ...]:
+        return tuple(t.lower() for t in self.contents)
+
+    @cached_property
+    def joined(self) -> tuple[str, str]:
+        """All contents in one string (as is, lower-cased): one search rejects most trajectories."""
+        return "\0".join(self.contents), "\0".join(self.contents_lower)
 
 
 @dataclass
@@ -105,16 +121,18 @@ class FilterConfig:
         "0 = off (SPEC 4.4 step 3 and 4.5 used 2048)")})
 
 
-def _contents(c: Candidate) -> Iterable[str]:
-    return (m["content"] for m in c.messages)
-
-
 def _any_message(*needles: str, case: bool = False) -> Callable[[Candidate, FilterConfig], bool]:
     """A rule matching when one message contains every needle (case-insensitive unless `case`)."""
-    if case:
-        return lambda c, _: any(all(n in t for n in needles) for t in _contents(c))
-    low = [n.lower() for n in needles]
-    return lambda c, _: any(all(n in t.lower() for n in low) for t in _contents(c))
+    if not case:
+        needles = tuple(n.lower() for n in needles)
+
+    def test(c: Candidate, _: FilterConfig) -> bool:
+        joined, texts = (c.joined[0], c.contents) if case else (c.joined[1], c.contents_lower)
+        if not all(n in joined for n in needles):
+            return False
+        return any(all(n in t for n in needles) for t in texts)
+
+    return test
 
 
 def _alternates(c: Candidate) -> bool:
@@ -149,19 +167,19 @@ ALWAYS = "ends_with_assistant"
 RULES = (
     Rule(ALWAYS, lambda c, _: not _alternates(c)),
     Rule("failed_generation", lambda c, _: c.stop_reason == "failed"),
-    Rule("require_tool_call", lambda c, _: not c.observations()),
+    Rule("require_tool_call", lambda c, _: not c.observations),
     Rule("code_in_every_turn", _code_missing),
     Rule("environment_error", _any_message("ipython", "error")),
     Rule("correct_error_in_last_observation",
-         lambda c, _: c.correct and "error" in c.last_observation().lower()),
-    Rule("error_in_last_observation", lambda c, _: "error" in c.last_observation().lower()),
+         lambda c, _: c.correct and "error" in c.last_observation.lower()),
+    Rule("error_in_last_observation", lambda c, _: "error" in c.last_observation.lower()),
     Rule("boxed_after_error", lambda c, _: "boxed" in c.messages[-1]["content"]
-         and "error" in c.last_observation().lower()),
+         and "error" in c.last_observation.lower()),
     Rule("empty_execution_error",
-         lambda c, _: any(t == "```output\nExecution error: \n```" for t in _contents(c))),
+         lambda c, _: "```output\nExecution error: \n```" in c.contents),
     Rule("empty_list_output", _any_message("```output\n[]")),
     Rule("correct_none_in_last_observation",
-         lambda c, _: c.correct and "none" in c.last_observation().lower()),
+         lambda c, _: c.correct and "none" in c.last_observation.lower()),
     Rule("traitlets_error", _any_message("traitlets", "error")),
     Rule("sympy_numbers_error", _any_message("sympy.core.numbers", "error")),
     Rule("sympy_tensor_error", _any_message("sympy.tensor.tensor", "error", case=True)),
