@@ -431,8 +431,9 @@ def write(out: Path, dpo: Dataset, kto: Dataset, stats_: dict) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        dpo.save_to_disk(str(tmp / "dpo"))
-        kto.save_to_disk(str(tmp / "kto"))
+        for name, ds in (("dpo", dpo), ("kto", kto)):
+            # An empty data set saved with no shard cannot be loaded again (datasets 5.2).
+            ds.save_to_disk(str(tmp / name), num_shards=1 if len(ds) == 0 else None)
         (tmp / "stats.json").write_text(json.dumps(stats_, indent=2, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
         if out.exists():
@@ -475,6 +476,9 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, FormatError, FileNotFoundError, FileExistsError) as exc:
         sys.exit(f"error: {exc}")
     print(summary(stats_))
+    if not dpo_rows:
+        print("warning: no prompt has both a correct and an incorrect trajectory: the dpo data set "
+              "is empty (see the filter report and stats.json)", file=sys.stderr)
     print(f"wrote {out}/dpo, {out}/kto, {out}/stats.json")
     if cfg.push_to_hub:
         dpo.push_to_hub(cfg.push_to_hub, config_name="dpo")

@@ -438,3 +438,15 @@ def test_tiny_world_conversations_with_token_limit(tmp_path):
         for side in ("chosen", "rejected"):
             ids = tok.apply_chat_template(row["prompt"] + row[side], tokenize=True)["input_ids"]
             assert len(ids) <= limit
+
+
+def test_no_pairs_gives_empty_datasets_and_a_warning(tmp_path, capsys):
+    path = write_run(tmp_path, "r", [good("1", s, f"g{s}") for s in range(3)])
+    pairs.main([f"runs=[{{path: '{path}'}}]", f"output={tmp_path / 'o'}", "kto_from=all"])
+    assert "the dpo data set is empty" in capsys.readouterr().err
+    assert len(load_from_disk(str(tmp_path / "o" / "dpo"))) == 0
+    kto = load_from_disk(str(tmp_path / "o" / "kto"))
+    assert kto["label"] == [True, True, True]
+    stats = json.loads((tmp_path / "o" / "stats.json").read_text())
+    assert stats["sources"] == {"r": {"trajectories": 3, "correct": 3, "correct_share": 1.0,
+                                      "pass_at_k": {"k": 3, "prompts": 1, "pass@1": 1.0, "pass@3": 1.0}}}
