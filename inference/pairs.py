@@ -56,9 +56,10 @@ class RunSpec:
 @dataclass
 class PairsConfig:
     runs: list[RunSpec] = field(default_factory=list, metadata={"help": (
-        "generation runs to mix, each {path, source, max_samples_per_prompt, scores}; the paper "
-        "took 20 samples per prompt from the current model and 10 from the previous one "
-        "(FIELD.md 4 'Recipe')")})
+        "generation runs to mix, each {path, source (label; default: the records' source), "
+        "max_samples_per_prompt (0 = all; lowest sample numbers first), scores (default: "
+        "<run>.scores.jsonl)}; the paper took 20 samples per prompt from the current model and 10 "
+        "from the previous one (FIELD.md 4 'Recipe')")})
     output: str = field(default="", metadata={"help": "output folder: dpo/, kto/, stats.json"})
     grader: str = field(default="paper", metadata={"help": (
         "which grader's decision labels the data: a key of `scores` ('paper' = the reference's "
