@@ -3,7 +3,8 @@
 #
 #   bash scripts/setup_envs.sh [sft|inference|alignment|all]   (default: all)
 #
-# Idempotent: a stage is reinstalled only when its requirements file (or this script) changed.
+# Idempotent: a stage is installed again only when its requirements file changed,
+# and then updated in place.
 # torch==2.13.0 goes in first everywhere (a later package asking for torch must not pull a
 # multi-GB CUDA build on a CPU machine). Without an NVIDIA GPU the inference stage gets the CPU
 # build of vLLM named on the `# cpu:` line of requirements_inference.txt.
@@ -44,7 +45,7 @@ requirements_for() {  # stage -> the requirements file to install, resolved for 
 setup_stage() {
   local stage=$1 venv="$ROOT/.venv-$1" req stamp want log torch_pin
   req=$(requirements_for "$stage")
-  want=$(cat "$req" "$0" | sha256sum | cut -d' ' -f1)
+  want=$(sha256sum < "$req" | cut -d' ' -f1)
   stamp="$venv/.installed"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     echo "[$stage] up to date ($venv)"
@@ -52,9 +53,13 @@ setup_stage() {
   fi
   log="$ROOT/.venv-$stage.install.log"
   : > "$log"
-  echo "[$stage 1/4] creating $venv with $PYTHON"
-  rm -rf "$venv"
-  "$PYTHON" -m venv "$venv" >>"$log" 2>&1 || fail "$stage" "creating the virtual environment with $PYTHON" "$log"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import sys" 2>/dev/null; then
+    echo "[$stage 1/4] updating $venv: requirements_$stage.txt changed"
+  else
+    echo "[$stage 1/4] creating $venv with $PYTHON"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv" >>"$log" 2>&1 || fail "$stage" "creating the virtual environment with $PYTHON" "$log"
+  fi
   "$venv/bin/pip" install -q --upgrade "pip==25.3" >>"$log" 2>&1 || fail "$stage" "upgrading pip" "$log"
   torch_pin=$(grep -E '^torch==' "$req" || true)
   if [ -n "$torch_pin" ]; then
