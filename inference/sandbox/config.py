@@ -36,8 +36,10 @@ class SandboxConfig:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata={"help": (
         "cells executing at once (more wait their turn; their timeout starts when they run); "
         "open sessions are not limited by this")})
-    prestarted: int = field(default=4, metadata={"help": (
-        "idle, already-isolated worker processes kept ready for new trajectories")})
+    prestarted: int = field(default=16, metadata={"help": (
+        "idle, already-isolated worker processes kept ready for new trajectories (a few MB each)")})
+    forkers: int = field(default=2, metadata={"help": (
+        "processes forking new workers in parallel (each shares the pre-warmed interpreter's memory)")})
     isolation: Literal["auto", "require", "off"] = field(default="auto", metadata={"help": (
         "auto: use every layer the OS allows and warn once about missing ones; require: fail if "
         "any is missing; off: process, rlimits, private directory and scrubbed environment only")})

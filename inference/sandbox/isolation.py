@@ -141,6 +141,26 @@ def make_readonly() -> None:
                 raise
 
 
+def collapse_to_huge_pages() -> int:
+    """Back the zygote's heap with 2 MB pages where the kernel allows (MADV_COLLAPSE, Linux 6.1):
+    fork then copies one entry per 2 MB instead of 512, and workers start faster. Returns MB."""
+    huge = 2 << 20
+    done = 0
+    _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    with open("/proc/self/maps") as f:
+        maps = f.read().splitlines()
+    for line in maps:
+        fields = line.split()
+        if "w" not in fields[1] or (len(fields) > 5 and fields[5] != "[heap]"):
+            continue
+        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+        start = (lo + huge - 1) & ~(huge - 1)
+        for addr in range(start, hi - huge + 1, huge):
+            if _libc.madvise(addr, huge, 25) == 0:  # 25 = MADV_COLLAPSE
+                done += 2
+    return done
+
+
 def uid_switch_possible() -> bool:
     """Root of the initial user namespace (a mapped root inside `unshare --user` cannot)."""
     if os.geteuid() != 0:

@@ -38,6 +38,19 @@ def error_paragraph(traceback_text: str) -> str:
     return text.split("\n\n")[-1].strip()
 
 
+def exception_paragraph(etype: type, evalue: BaseException) -> str:
+    """The last paragraph of IPython's verbose traceback (`Name: message`, then the notes), which
+    is all `get_error` kept of it, without paying for the stack analysis of the rest."""
+    try:
+        text = f"{etype.__name__}: {evalue}"
+    except Exception:
+        text = f"{etype.__name__}: <exception str() failed>"
+    notes = getattr(evalue, "__notes__", None)
+    if isinstance(notes, list | tuple):
+        text += "".join(f"\n{note}" for note in notes)
+    return _ANSI.sub("", text).split("\n\n")[-1].strip()
+
+
 def truncate(text: str, limit: int) -> str:
     """Head and tail, as ToRA did (200 + '...' + 200 for 400); 0 means no limit."""
     if limit <= 0 or len(text) <= limit:

@@ -8,8 +8,10 @@ which works even after SIGKILL) or when `close` shuts its control channel.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import queue
 import select
 import shutil
 import socket
@@ -55,7 +57,7 @@ def _validate(cfg: SandboxConfig) -> None:
         problems.append(f"mode must be 'persistent' or 'replay', got {cfg.mode!r}")
     if cfg.isolation not in ("auto", "require", "off"):
         problems.append(f"isolation must be 'auto', 'require' or 'off', got {cfg.isolation!r}")
-    for name in ("timeout_s", "workers", "memory_mb", "disk_mb", "cpu_s", "max_procs"):
+    for name in ("timeout_s", "workers", "memory_mb", "disk_mb", "cpu_s", "max_procs", "forkers"):
         if not getattr(cfg, name) > 0:
             problems.append(f"{name} must be > 0, got {getattr(cfg, name)!r}")
     for name in ("kill_grace_s", "max_output_chars", "prestarted"):
@@ -73,8 +75,14 @@ class Sandbox:
         _validate(self.config)
         self.missing: list[str] = []  # isolation layers this machine refused
         self._proc: subprocess.Popen | None = None
-        self._control: socket.socket | None = None
-        self._control_lock = threading.Lock()
+        self._channels: list[socket.socket] = []  # one control channel per forker
+        self._send_lock = threading.Lock()
+        self._stock: queue.Queue = queue.Queue()  # (worker id, socket) of ready workers
+        self._stock_lock = threading.Lock()
+        self._owed: list[int] = []  # per forker: workers asked for and not yet received
+        self._status_waiters: dict[int, list] = {}
+        self._requests = itertools.count()
+        self._gone = False
         self._slots = threading.BoundedSemaphore(self.config.workers)
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._finalizer = None
@@ -85,35 +93,44 @@ class Sandbox:
         if self._proc is not None:
             return self
         prefix, why_not = _namespace_prefix(self.config.isolation)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(self.config.forkers)]
         pidfd = os.pidfd_open(os.getpid())
-        spec = {"config": asdict(self.config), "namespaces": bool(prefix),
-                "control_fd": theirs.fileno(), "parent_pidfd": pidfd}
+        theirs = [pair[1].fileno() for pair in pairs]
+        spec = {"config": asdict(self.config), "namespaces": bool(prefix), "control_fds": theirs,
+                "parent_pidfd": pidfd}
         env = {k: os.environ[k] for k in self.config.env_keep if k in os.environ}
-        env.update(PYTHONPATH=_PACKAGE_ROOT, PYTHONDONTWRITEBYTECODE="1",
+        # MALLOC_ARENA_MAX: each thread's malloc arena reserves 64 MB of address space (RLIMIT_AS).
+        env.update(PYTHONPATH=_PACKAGE_ROOT, PYTHONDONTWRITEBYTECODE="1", MALLOC_ARENA_MAX="2",
                    PYTHONHASHSEED=os.environ.get("PYTHONHASHSEED", "0"))
         try:
             self._proc = subprocess.Popen(
                 [*prefix, sys.executable, "-m", "inference.sandbox.zygote", json.dumps(spec)],
-                pass_fds=(theirs.fileno(), pidfd), env=env, stdin=subprocess.DEVNULL, cwd="/")
+                pass_fds=(*theirs, pidfd), env=env, stdin=subprocess.DEVNULL, cwd="/")
         finally:
-            theirs.close()
+            for pair in pairs:
+                pair[1].close()
             os.close(pidfd)
-        self._control = ours
-        self._finalizer = weakref.finalize(self, _kill, self._proc, ours)
-        ready = self._wait_ready()
+        self._channels = [pair[0] for pair in pairs]
+        self._owed = [0] * len(pairs)
+        self._finalizer = weakref.finalize(self, _kill, self._proc, self._channels)
+        for channel in self._channels:
+            ready = self._wait_ready(channel)
         self.missing = list(ready.get("missing", []))
         if why_not:
             self.missing.insert(0, f"namespaces ({why_not})")
         self._report_missing()
+        for index in range(len(self._channels)):
+            threading.Thread(target=self._read_control, args=(index,), name=f"sandbox-control-{index}",
+                             daemon=True).start()
+        self._refill()
         return self
 
-    def _wait_ready(self) -> dict:
+    def _wait_ready(self, channel: socket.socket) -> dict:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if select.select([self._control], [], [], 0.2)[0]:
+            if select.select([channel], [], [], 0.2)[0]:
                 try:
-                    msg, _ = protocol.recv_packet(self._control)
+                    msg, _ = protocol.recv_packet(channel)
                 except protocol.ChannelClosed:
                     msg = {"error": "the zygote exited during start-up"}
                 if msg.get("ready"):
@@ -169,43 +186,94 @@ class Sandbox:
         """At most `workers` cells execute at once; a cell's timeout starts when it gets a slot."""
         return self._slots
 
-    # -- zygote requests ------------------------------------------------------------------------
-    def _request(self, msg: dict) -> tuple[dict, list[int]]:
-        if self.closed and msg["op"] == "spawn":
-            raise SandboxError("sandbox is closed")
-        with self._control_lock:
+    # -- the zygote -----------------------------------------------------------------------------
+    def _send(self, index: int, msg: dict) -> None:
+        with self._send_lock:
             try:
-                protocol.send_packet(self._control, msg)
-                return protocol.recv_packet(self._control)
-            except (protocol.ChannelClosed, OSError) as exc:
+                protocol.send_packet(self._channels[index], msg)
+            except OSError as exc:
                 raise SandboxError(f"the sandbox's zygote is gone ({exc})") from None
 
+    def _read_control(self, index: int) -> None:
+        """Reader thread of one forker's channel: workers go to the stock, status answers to
+        whoever asked."""
+        try:
+            while True:
+                msg, fds = protocol.recv_packet(self._channels[index])
+                if msg.get("op") == "worker" and fds:
+                    with self._stock_lock:
+                        self._owed[index] -= 1
+                    self._stock.put((msg["id"], socket.socket(fileno=fds[0])))
+                elif msg.get("op") == "status":
+                    waiter = self._status_waiters.pop(msg.get("req"), None)
+                    if waiter is not None:
+                        waiter.append(msg)
+                        waiter[0].set()
+        except (protocol.ChannelClosed, OSError):
+            pass
+        self._gone = True
+        self._stock.put(None)  # wakes a waiting spawn, which passes it on
+        for waiter in list(self._status_waiters.values()):
+            waiter[0].set()
+
+    def _refill(self, waiting: int = 0) -> None:
+        """Ask the forkers for workers so that `prestarted` (and everyone waiting) will have one."""
+        with self._stock_lock:
+            want = self.config.prestarted + waiting - self._stock.qsize() - sum(self._owed)
+            orders = [0] * len(self._owed)
+            for _ in range(max(want, 0)):
+                index = min(range(len(self._owed)), key=lambda k: self._owed[k])
+                self._owed[index] += 1
+                orders[index] += 1
+        for index, n in enumerate(orders):
+            if n:
+                self._send(index, {"op": "want", "n": n})
+
     def spawn(self) -> tuple[int, socket.socket]:
-        reply, fds = self._request({"op": "spawn"})
-        if not fds:
-            raise SandboxError(f"zygote sent no worker: {reply}")
-        return reply["id"], socket.socket(fileno=fds[0])
+        """A ready, isolated worker for a trajectory (normally already waiting in the stock)."""
+        if self.closed or self._gone:
+            raise SandboxError("sandbox is closed" if self.closed else "the sandbox's zygote is gone")
+        self._refill(waiting=1)
+        try:
+            item = self._stock.get(timeout=START_TIMEOUT_S)
+        except queue.Empty:
+            raise SandboxError(f"no sandbox worker within {START_TIMEOUT_S:.0f} s") from None
+        if item is None:
+            self._stock.put(None)
+            raise SandboxError("the sandbox's zygote is gone")
+        self._refill()
+        return item
 
     def release(self, worker: int) -> None:
-        with contextlib.suppress(SandboxError):
-            self._request({"op": "release", "id": worker})
+        """The worker exits when its channel closes; the kill is for code that would not let it."""
+        if not self._gone:
+            with contextlib.suppress(SandboxError):
+                self._send(worker % len(self._channels), {"op": "kill", "ids": [worker]})
 
     def exit_status(self, worker: int, wait_s: float = 2.0) -> tuple[int | None, int | None]:
         """(exit code, signal) of a worker whose channel closed; kills it if it lingers."""
         deadline = time.monotonic() + wait_s
-        while True:
-            reply, _ = self._request({"op": "status", "id": worker})
+        while not self._gone:
+            req = next(self._requests)
+            waiter: list = [threading.Event()]
+            self._status_waiters[req] = waiter
+            self._send(worker % len(self._channels), {"op": "status", "id": worker, "req": req})
+            if not waiter[0].wait(wait_s) or len(waiter) < 2:
+                break
+            reply = waiter[1]
             if not reply.get("alive"):
                 return reply.get("code"), reply.get("signal")
             if time.monotonic() > deadline:
-                self._request({"op": "kill", "id": worker})
+                self.release(worker)
                 deadline = time.monotonic() + wait_s
             time.sleep(0.005)
+        raise SandboxError("the sandbox's zygote is gone")
 
 
-def _kill(proc: subprocess.Popen, control: socket.socket) -> None:
-    """Closing the channel makes the zygote exit; killing `unshare` kills it (--kill-child)."""
-    control.close()
+def _kill(proc: subprocess.Popen, channels: list[socket.socket]) -> None:
+    """Closing the channels ends the forkers; killing `unshare` kills the rest (--kill-child)."""
+    for channel in channels:
+        channel.close()
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:

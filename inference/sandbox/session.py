@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import protocol
 from .observation import TIMEOUT_KILLED, Observation
+from .worker import WORKER_BROKE
 
 if TYPE_CHECKING:
     from .pool import Sandbox
@@ -24,6 +25,8 @@ def crash_text(code: int | None, sig: int | None) -> str:
         return f"RuntimeError: the interpreter was killed: {signal.strsignal(sig) or sig}"
     if code is None:
         return "RuntimeError: the interpreter stopped responding"
+    if code == WORKER_BROKE:
+        return "RuntimeError: the interpreter crashed (the code broke its machinery)"
     return f"SystemExit: {code}"
 
 

@@ -4,14 +4,16 @@ The reference ran each cell with `InteractiveShell.run_cell` inside `capture_out
 expression is displayed and stdout/stderr are captured; we do the same, with the history database
 off (its thread would not survive fork) and without its defects: the `Out[n]: ` prompt is never
 written (rather than deleted from the text afterwards), tracebacks are recorded aside (so what was
-printed before an error is kept), and a timeout raises inside the cell (state is kept, as after
-an interrupt in a notebook).
+printed before an error is kept) and reduced to the last paragraph, all the reference kept of them
+(without the cost of IPython's stack analysis, seconds for a deep recursion), and a timeout raises
+inside the cell (state is kept, as after an interrupt in a notebook).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 import warnings
 
@@ -19,7 +21,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from traitlets.config import Config
 
-from .observation import TIMEOUT_IN_CELL, Status, error_paragraph
+from .observation import TIMEOUT_IN_CELL, Status, error_paragraph, exception_paragraph
 
 _WARMUP = ("import sympy, numpy, math, fractions, itertools",
            "x = sympy.Rational(1, 3) + sympy.sqrt(2)\nprint(x)\nnumpy.arange(3)",
@@ -40,6 +42,7 @@ def _new_shell() -> InteractiveShell:
     config.InteractiveShell.colors = "nocolor"
     shell = InteractiveShell(config=config)
     shell.displayhook.write_output_prompt = lambda: None
+    shell.InteractiveTB.set_mode("Minimal")  # only the last paragraph is kept: skip stack analysis
     return shell
 
 
@@ -57,14 +60,27 @@ class CellRunner:
 
     @classmethod
     def warmed(cls) -> CellRunner:
-        """Runs every code path once in a throw-away shell, so forked workers start hot."""
-        scratch = cls()
+        """Runs every code path once (IPython builds its formatters lazily, ~40 ms), then puts the
+        namespace back as a fresh shell has it, so forked workers start hot and clean."""
+        runner = cls()
+        shell = runner.shell
+        user_ns, hidden = dict(shell.user_ns), dict(shell.user_ns_hidden)
         for cell in _WARMUP:
-            scratch.run(cell, timeout_s=60.0)
-        return cls()
+            runner.run(cell, timeout_s=60.0)
+        shell.user_ns.clear()
+        shell.user_ns.update(user_ns)
+        shell.user_ns["_oh"].clear()
+        shell.user_ns_hidden.clear()
+        shell.user_ns_hidden.update(hidden)
+        for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+            sys.__dict__.pop(name, None)
+        return runner
 
     def _record_traceback(self, etype, evalue, stb) -> None:
-        self._traceback = self.shell.InteractiveTB.stb2text(stb)
+        if isinstance(etype, type) and issubclass(etype, SyntaxError):
+            self._traceback = error_paragraph("\n".join(stb))  # IPython's own block, file name included
+        else:
+            self._traceback = exception_paragraph(etype, evalue)
 
     def _on_alarm(self, signum, frame) -> None:
         if self._armed:
@@ -115,7 +131,7 @@ class CellRunner:
         if not failed:
             return output, None, "ok"
         if self._traceback is not None:
-            return output, error_paragraph(self._traceback), "error"
+            return output, self._traceback, "error"
         # Formatting fell back to printing (e.g. exception groups): split it as the reference would.
         start = output.find("Traceback")
         return (output[:start] if start >= 0 else ""), error_paragraph(output), "error"

@@ -17,6 +17,8 @@ from . import isolation, protocol
 from .observation import compose
 from .shell import CellRunner
 
+WORKER_BROKE = 113  # exit code when the worker's own code failed (e.g. the cell deleted a builtin)
+
 
 @dataclass
 class WorkerPlan:
@@ -68,11 +70,18 @@ def _wire_stdio() -> int:
     return out
 
 
+def _exit_if_forked(worker_pid: int) -> None:
+    """A child the code forked (os.fork) returns from the cell too: it must not answer."""
+    if os.getpid() != worker_pid:
+        os._exit(0)
+
+
 def serve(sock: socket.socket, runner: CellRunner, plan: WorkerPlan) -> None:
     """Never returns: the worker ends when the parent closes its channel or kills it."""
     _isolate(plan)
     runner.fd_output = _wire_stdio()
     protocol.send(sock, {"hello": True})
+    me = os.getpid()
     while True:
         try:
             msg = protocol.recv(sock)
@@ -81,10 +90,10 @@ def serve(sock: socket.socket, runner: CellRunner, plan: WorkerPlan) -> None:
         deadline = time.monotonic() + float(msg["timeout"])
         for cell in msg.get("setup") or ():
             runner.run(cell, deadline=deadline)
-        if msg.get("code") is None:
-            reply = {"text": "", "status": "ok"}
-        else:
-            output, error, status = runner.run(msg["code"], deadline=deadline)
-            obs = compose(output, error, status, plan.max_output_chars)
+            _exit_if_forked(me)
+        reply = {"text": "", "status": "ok"}
+        if msg.get("code") is not None:
+            obs = compose(*runner.run(msg["code"], deadline=deadline), plan.max_output_chars)
+            _exit_if_forked(me)
             reply = {"text": obs.text, "status": obs.status}
         protocol.send(sock, reply)

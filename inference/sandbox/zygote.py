@@ -1,18 +1,21 @@
 """The zygote: one pre-warmed, already-isolated interpreter that forks a worker per trajectory.
 
-It imports IPython, sympy and numpy once and warms a shell, then forks: every worker shares those
-pages copy-on-write, so hundreds of open trajectories cost megabytes each, not a full interpreter,
-and starting one costs a fork instead of seconds of imports. It keeps `prestarted` workers forked
-ahead of demand. Requests on the control channel (one reply each):
-  {"op": "spawn"}            -> {"id": n} with the worker's socket attached
-  {"op": "kill", "id": n}    -> {} (SIGKILL; with pid namespaces, everything it started dies too)
-  {"op": "status", "id": n}  -> {"alive": bool, "code": exit code or null, "signal": n or null}
-  {"op": "release", "id": n} -> {} (kill and forget)
-It exits, killing everything, when the parent process ends (pidfd) or closes the channel.
+It imports IPython, sympy and numpy once, warms a shell and isolates itself, then forks `forkers`
+copies of itself (all sharing the warm pages), and each forks workers on demand: every worker shares
+those pages copy-on-write, so hundreds of open trajectories cost megabytes each, not a full
+interpreter, and starting one costs a fork instead of seconds of imports. Several forkers fork in
+parallel (a fork of this interpreter costs milliseconds of CPU). Each forker has its own control
+channel, asynchronous (the parent keeps a stock of ready workers, so no trajectory waits):
+  parent -> zygote  {"op": "want", "n": k}         fork k more workers and send them
+                    {"op": "kill", "ids": [...]}   SIGKILL (with pid namespaces, everything they
+                                                   started dies too); no reply
+                    {"op": "status", "id": n, "req": r}
+  zygote -> parent  {"op": "worker", "id": n} with the worker's socket attached
+                    {"op": "status", "req": r, "alive": bool, "code": int|null, "signal": int|null}
+Worker ids are forker index + forkers * n. The zygote and its forkers exit, killing everything,
+when the parent process ends (pidfd) or closes the channels.
 Started by `inference.sandbox.pool` as `python -m inference.sandbox.zygote SPEC_JSON`.
 """
-
-from __future__ import annotations
 
 import contextlib
 import gc
@@ -25,41 +28,36 @@ import socket
 import sys
 import tempfile
 import traceback
-from dataclasses import dataclass
+from collections import OrderedDict
 
 from . import isolation, protocol
-from .worker import WorkerPlan, serve
+from .worker import WORKER_BROKE, WorkerPlan, serve
 
 # Threads would not survive fork, and a sandbox shares the machine: one BLAS thread per worker.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = "1"
 
 
-@dataclass
-class _Worker:
-    pid: int
-    sock: socket.socket | None  # the parent's end, until handed over
-    uid: int | None
-    workdir: str
+_STATUSES_KEPT = 4096  # exit statuses of recent workers, for the parent's crash reports
 
 
 class Zygote:
-    def __init__(self, spec: dict, control: socket.socket) -> None:
+    def __init__(self, spec: dict) -> None:
         self.cfg = spec["config"]
-        self.control = control
+        self.control: socket.socket | None = None  # this forker's channel
+        self.index, self.count = 0, 1
         self.layers = isolation.Layers(namespaces=spec["namespaces"])
-        self.workers: dict[int, _Worker] = {}
-        self.stock: list[int] = []
-        self.exited: dict[int, tuple[int | None, int | None]] = {}
-        self.released: set[int] = set()
+        self.workers: dict[int, tuple[int, int | None, str]] = {}  # id -> (pid, uid, workdir)
+        self.exited: OrderedDict[int, tuple[int | None, int | None]] = OrderedDict()
+        self.owed = 0
         self.next_id = 0
         self.own_pid_ns: int | None = None
         self.base_dir = ""  # parent of the workers' directories when they get no tmpfs
         self.env = {k: v for k, v in os.environ.items() if k in set(self.cfg["env_keep"])}
-        self.env.update({k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
-        self.env["PYTHONHASHSEED"] = os.environ.get("PYTHONHASHSEED", "")
-        if not self.env["PYTHONHASHSEED"]:
-            del self.env["PYTHONHASHSEED"]
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_ARENA_MAX",
+                    "PYTHONHASHSEED"):
+            if var in os.environ:
+                self.env[var] = os.environ[var]
         self.runner = None
 
     # -- set-up -------------------------------------------------------------------------------
@@ -102,21 +100,27 @@ class Zygote:
                 os._exit(1)
         _, status = os.waitpid(pid, 0)
         self.layers.worker_tmpfs = os.waitstatus_to_exitcode(status) == 0
+        if self.own_pid_ns is not None:
+            isolation.setns(self.own_pid_ns, isolation.CLONE_NEWPID)  # forkers stay in ours
 
     # -- workers ------------------------------------------------------------------------------
-    def _allocate_uid(self) -> int | None:
+    def _allocate_uid(self, n: int) -> int | None:
+        """From this forker's own range, so no two live trajectories share a uid."""
         if not self.layers.worker_uid:
             return None
-        live = {w.uid for w in self.workers.values()}
-        for offset in range(isolation.UID_SPAN):
-            uid = isolation.UID_BASE + (self.next_id + offset) % isolation.UID_SPAN
+        span = isolation.UID_SPAN // self.count
+        live = {uid for _, uid, _ in self.workers.values()}
+        for offset in range(span):
+            uid = isolation.UID_BASE + self.index * span + (n + offset) % span
             if uid not in live:
                 return uid
         raise RuntimeError("no free sandbox uid")
 
-    def fork_worker(self) -> int:
-        wid, self.next_id = self.next_id, self.next_id + 1
-        uid = self._allocate_uid()
+    def send_worker(self) -> None:
+        """Fork one worker and hand the parent its socket."""
+        n, self.next_id = self.next_id, self.next_id + 1
+        wid = self.index + self.count * n
+        uid = self._allocate_uid(n)
         plan = WorkerPlan(
             uid=uid, tmpfs=self.layers.worker_tmpfs, pid_ns=self.layers.worker_pid_ns,
             workdir=os.path.join(self.base_dir, str(wid)), env=self.env,
@@ -127,38 +131,40 @@ class Zygote:
             isolation.next_child_in_new_pid_namespace(self.own_pid_ns)
         pid = os.fork()
         if pid == 0:
+            ours.detach()
             self._become_worker(theirs, plan)
         theirs.close()
-        self.workers[wid] = _Worker(pid, ours, uid, plan.workdir)
-        return wid
+        self.workers[wid] = (pid, uid, plan.workdir)
+        try:
+            protocol.send_packet(self.control, {"op": "worker", "id": wid}, (ours.fileno(),))
+        finally:
+            ours.close()
 
     def _become_worker(self, sock: socket.socket, plan: WorkerPlan) -> None:
-        code = 1
+        code = WORKER_BROKE
         try:
             fd = sock.detach()
-            for other in [self.control, *(w.sock for w in self.workers.values() if w.sock)]:
-                other.detach()
+            self.control.detach()
             if fd != 3:
                 os.dup2(fd, 3)
                 os.close(fd)
-            os.closerange(4, 1 << 16)
+            os.closerange(4, 1 << 16)  # the zygote's other descriptors are none of its business
             serve(socket.socket(fileno=3), self.runner, plan)
-            code = 0
         except BaseException:
             traceback.print_exc()
         finally:
             os._exit(code)
 
-    def _kill(self, wid: int) -> None:
-        worker = self.workers.get(wid)
-        if worker is None or wid in self.exited:
-            return
+    def kill(self, wid: int) -> None:
+        if wid not in self.workers:
+            return  # already reaped: its pid may belong to someone else now
+        pid = self.workers[wid][0]
         for kill in (os.kill, os.killpg):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                kill(worker.pid, signal.SIGKILL)
+                kill(pid, signal.SIGKILL)
 
     def reap(self) -> None:
-        by_pid = {w.pid: wid for wid, w in self.workers.items()}
+        by_pid = {pid: wid for wid, (pid, _, _) in self.workers.items()}
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -168,52 +174,52 @@ class Zygote:
                 return
             wid = by_pid.get(pid)
             if wid is None:
-                continue  # an orphan of some worker (we are its subreaper or pid 1)
-            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-            self.exited[wid] = (os.WEXITSTATUS(status) if os.WIFEXITED(status) else None, sig)
+                continue  # an orphan of some worker (we are its subreaper)
             if not self.layers.worker_pid_ns:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
-            if wid in self.released:
-                self._forget(wid)
-
-    def _forget(self, wid: int) -> None:
-        worker = self.workers.pop(wid)
-        self.exited.pop(wid, None)
-        self.released.discard(wid)
-        if not self.layers.worker_tmpfs:
-            shutil.rmtree(worker.workdir, ignore_errors=True)
+                    os.killpg(pid, signal.SIGKILL)  # what it started, unless it left the group
+            _, _, workdir = self.workers.pop(wid)
+            if not self.layers.worker_tmpfs:
+                shutil.rmtree(workdir, ignore_errors=True)
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            self.exited[wid] = (os.WEXITSTATUS(status) if os.WIFEXITED(status) else None, sig)
+            while len(self.exited) > _STATUSES_KEPT:
+                self.exited.popitem(last=False)
 
     # -- requests -----------------------------------------------------------------------------
     def handle(self, msg: dict) -> None:
-        op, wid = msg.get("op"), msg.get("id")
-        if op == "spawn":
-            wid = self.stock.pop(0) if self.stock else self.fork_worker()
-            sock = self.workers[wid].sock
-            self.workers[wid].sock = None
-            protocol.send_packet(self.control, {"id": wid}, (sock.fileno(),))
-            sock.close()
-            return
-        if op in ("kill", "release"):
-            self._kill(wid)
-            if op == "release" and wid in self.workers:
-                self.released.add(wid)
-                self.reap()
-            protocol.send_packet(self.control, {})
-            return
-        if op == "status":
+        op = msg.get("op")
+        if op == "want":
+            self.owed += int(msg.get("n", 1))
+        elif op == "kill":
+            for wid in msg.get("ids", ()):
+                self.kill(wid)
+        elif op == "status":
             self.reap()
+            wid = msg.get("id")
             code, sig = self.exited.get(wid, (None, None))
-            alive = wid in self.workers and wid not in self.exited
-            protocol.send_packet(self.control, {"alive": alive, "code": code, "signal": sig})
+            protocol.send_packet(self.control, {"op": "status", "req": msg.get("req"),
+                                                "alive": wid in self.workers, "code": code, "signal": sig})
+
+    def kill_strays(self) -> None:
+        """Without per-trajectory pid namespaces, processes that left their worker's process group
+        end up as our children (we are their subreaper) once the worker is gone: kill them."""
+        if self.layers.worker_pid_ns:
             return
-        protocol.send_packet(self.control, {"error": f"unknown request {msg!r}"})
+        ours = {pid for pid, _, _ in self.workers.values()}
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as f:
+                for pid in map(int, f.read().split()):
+                    if pid not in ours:
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.kill(pid, signal.SIGKILL)
 
     def loop(self, parent_pidfd: int | None) -> None:
         watch = [self.control] + ([parent_pidfd] if parent_pidfd is not None else [])
         while True:
-            short = len(self.stock) < self.cfg["prestarted"]
-            ready, _, _ = select.select(watch, [], [], 0 if short else 0.2)
+            ready, _, _ = select.select(watch, [], [], 0 if self.owed else 0.2)
+            if not ready and not self.owed:
+                self.kill_strays()
             if parent_pidfd is not None and parent_pidfd in ready:
                 return
             if self.control in ready:
@@ -224,39 +230,89 @@ class Zygote:
                 for fd in fds:
                     os.close(fd)
                 self.handle(msg)
-            elif short:
-                self.stock.append(self.fork_worker())
+            elif self.owed:
+                self.owed -= 1
+                try:
+                    self.send_worker()
+                except OSError:
+                    return  # the parent is gone
             self.reap()
 
     def shutdown(self) -> None:
         for wid in list(self.workers):
-            self._kill(wid)
-        if self.base_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
+            self.kill(wid)
+
+
+def _run_forker(zygote: Zygote, controls: list[socket.socket], index: int, parent_pidfd: int | None) -> None:
+    code = 1
+    try:
+        isolation.die_with_parent()
+        for k, other in enumerate(controls):
+            if k != index:
+                other.close()
+        zygote.control, zygote.index, zygote.count = controls[index], index, len(controls)
+        if not zygote.layers.worker_pid_ns:
+            isolation.subreaper()
+        protocol.send_packet(zygote.control, {"ready": True, "missing": zygote.layers.missing()})
+        zygote.loop(parent_pidfd)
+        code = 0
+    finally:
+        zygote.shutdown()
+        os._exit(code)
+
+
+def _supervise(forkers: list[int], parent_pidfd: int | None) -> None:
+    """The zygote proper: waits until the parent or every forker is gone. With namespaces it is
+    pid 1 of the sandbox's pid namespace, so its exit kills every process in the sandbox."""
+    while forkers:
+        watch = [parent_pidfd] if parent_pidfd is not None else []
+        if select.select(watch, [], [], 0.5)[0]:
+            break
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in forkers:
+                forkers.remove(pid)
+    for pid in forkers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    control = socket.socket(fileno=spec["control_fd"])
-    zygote = Zygote(spec, control)
+    controls = [socket.socket(fileno=fd) for fd in spec["control_fds"]]
+    parent_pidfd = spec.get("parent_pidfd")
+    zygote = Zygote(spec)
     try:
         from .shell import CellRunner
 
         zygote.runner = CellRunner.warmed()
         zygote.probe_worker_layers()
         zygote.isolate_filesystem()
-        if not zygote.layers.worker_pid_ns:
-            isolation.subreaper()
         gc.collect()
         gc.freeze()  # the collector must not touch (and so copy) the shared pages in workers
-        protocol.send_packet(control, {"ready": True, "missing": zygote.layers.missing()})
+        isolation.collapse_to_huge_pages()
     except BaseException as exc:
-        protocol.send_packet(control, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        for control in controls:
+            protocol.send_packet(control, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         raise
+    forkers = []
+    for index in range(len(controls)):
+        pid = os.fork()
+        if pid == 0:
+            _run_forker(zygote, controls, index, parent_pidfd)
+        forkers.append(pid)
+    for control in controls:
+        control.close()
     try:
-        zygote.loop(spec.get("parent_pidfd"))
+        _supervise(forkers, parent_pidfd)
     finally:
-        zygote.shutdown()
+        if zygote.base_dir:
+            shutil.rmtree(zygote.base_dir, ignore_errors=True)
         os._exit(0)
 
 
