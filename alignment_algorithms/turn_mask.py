@@ -62,9 +62,7 @@ def _observation_spans(tokenizer: PreTrainedTokenizerBase, prompt: list[dict], c
         begin = _check_prefix(_render(tokenizer, before, False), full, f"the conversation before message {i}")
         end = _check_prefix(_render(tokenizer, before + [message], False), full,
                             f"the conversation up to message {i}")
-        header = _check_prefix(_render(tokenizer, before + [message], True), full,
-                               f"the generation prompt after message {i}")
-        if not last <= begin <= end <= header:
+        if not last <= begin < end:
             raise ChatTemplateError(f"the chat template renders the turns around message {i} out of order")
         spans.append((begin, end))
         last = end

@@ -1,0 +1,16 @@
+"""M-DPO training, one iteration (paper §3.1; SPEC 5).
+
+    python alignment_algorithms/run_mdpo.py --config alignment_algorithms/configs/mdpo_tiny_cpu.yaml \
+        --model_name_or_path M --dataset_path PAIRS/dpo --output_dir OUT \
+        [--ref_model_name_or_path R] [--any_config_key value ...]
+
+On GPUs, start the same command with
+`accelerate launch --config_file alignment_algorithms/accelerate/zero2.yaml` instead of `python`.
+Re-running resumes from the last checkpoint in OUT; a finished OUT makes it a no-op.
+`--help` lists every option.
+"""
+
+from alignment_algorithms.training_run import main
+
+if __name__ == "__main__":
+    main("mdpo")

@@ -1,0 +1,103 @@
+"""The shipped configs parse into the installed TRL / accelerate / DeepSpeed classes and carry the paper's values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from trl import TrlParser
+
+from alignment_algorithms.training_run import STAGES, RunArguments
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = {  # config: (stage, learning rate); paper App. B
+    "mdpo_gemma-1.1-7b-it.yaml": ("mdpo", 4e-7),
+    "mdpo_gemma-2-9b-it.yaml": ("mdpo", 2e-7),
+    "mdpo_mistral-7b-v0.3.yaml": ("mdpo", 2e-7),
+    "mkto_gemma-1.1-7b-it.yaml": ("mkto", 4e-7),
+}
+TINY = {"mdpo_tiny_cpu.yaml": "mdpo", "mkto_tiny_cpu.yaml": "mkto"}
+GPUS_PER_NODE = 8
+
+
+def parse(name: str, stage: str, *extra: str):
+    parser = TrlParser((RunArguments, STAGES[stage][0]))
+    # use_cpu only lets this CPU machine build bf16 arguments; nothing else depends on it.
+    return parser.parse_args_and_config(["--config", str(ROOT / "configs" / name), "--model_name_or_path", "m",
+                                         "--dataset_path", "d", "--output_dir", "o", "--use_cpu", "true", *extra])
+
+
+def test_every_config_is_listed():
+    assert {p.name for p in (ROOT / "configs").glob("*.yaml")} == set(PAPER) | set(TINY)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_paper_configs(name):
+    stage, lr = PAPER[name]
+    run, args = parse(name, stage)
+    assert args.learning_rate == lr and args.beta == 0.1 and args.warmup_steps == 40
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * GPUS_PER_NODE == 32
+    assert args.num_train_epochs == 1 and args.max_steps == -1 and args.lr_scheduler_type == "cosine"
+    assert args.max_length == 2048 and args.bf16 and run.dtype == "bfloat16"
+    assert args.save_steps == 50 and args.eval_steps == 50 and args.eval_strategy == "steps"
+    assert not args.save_only_model  # resumable
+    assert args.mask_observations and args.report_to == ["tensorboard"]
+    if stage == "mdpo":
+        assert args.loss_type == ["sigmoid"] and args.nll_coefficient == 0
+    else:
+        assert args.loss_type == "kto" and args.desirable_weight == args.undesirable_weight == 1.0
+        assert args.per_device_train_batch_size > 1  # TRL's KL pairs live inside one per-device batch
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_tiny_cpu_configs(name):
+    run, args = parse(name, TINY[name])
+    assert not args.bf16 and run.dtype == "float32" and not args.activation_checkpointing
+
+
+def test_unknown_key_is_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "configs" / "mdpo_tiny_cpu.yaml").read_text() + "warmup_ratio: 0.1\nmask_user_turn: true\n")
+    with pytest.raises(ValueError, match="mask_user_turn"):
+        TrlParser((RunArguments, STAGES["mdpo"][0])).parse_args_and_config(
+            ["--config", str(bad), "--model_name_or_path", "m", "--dataset_path", "d", "--output_dir", "o"])
+
+
+def test_cli_overrides_yaml():
+    run, args = parse("mdpo_gemma-1.1-7b-it.yaml", "mdpo", "--learning_rate", "1e-6",
+                      "--ref_model_name_or_path", "sft", "--mask_observations", "false")
+    assert args.learning_rate == 1e-6 and run.ref_model_name_or_path == "sft" and not args.mask_observations
+
+
+ACCELERATE = {"zero2.yaml": (2, 1), "zero3.yaml": (3, 1), "zero3_multinode.yaml": (3, 2)}
+
+
+@pytest.mark.parametrize("name", sorted(ACCELERATE))
+def test_accelerate_configs(name, monkeypatch):
+    """accelerate reads the file as `accelerate launch` would, and DeepSpeed's plugin builds from it."""
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import DeepSpeedPlugin
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+
+    stage, machines = ACCELERATE[name]
+    path = ROOT / "accelerate" / name
+    config = ClusterConfig.from_yaml_file(path)  # unknown top-level keys raise
+    launch_keys = {action.dest for action in launch_command_parser()._actions}
+    assert set(config.deepspeed_config) <= launch_keys
+    assert yaml.safe_load(path.read_text())["distributed_type"] == "DEEPSPEED"
+    assert config.num_machines == machines and config.num_processes == GPUS_PER_NODE * machines
+    assert config.mixed_precision == "bf16"
+
+    args = launch_command_parser().parse_args(["--config_file", str(path), "run_mdpo.py"])
+    args, defaults, _ = _validate_launch_command(args)
+    args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+    _, env = prepare_deepspeed_cmd_env(args)
+    for key, value in env.items():
+        if key.startswith("ACCELERATE_"):
+            monkeypatch.setenv(key, value)
+    plugin = DeepSpeedPlugin()
+    assert plugin.zero_stage == stage
+    if stage == 3:  # the final save gathers one 16-bit model that transformers and vLLM load
+        assert plugin.deepspeed_config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"]

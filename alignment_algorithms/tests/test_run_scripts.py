@@ -1,0 +1,87 @@
+"""The entry points as the pipeline calls them: a model transformers and vLLM load, resumption after an
+interruption, and a no-op on a finished output directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alignment_testdata import pair_rows, unpaired_rows
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from alignment_algorithms.training_run import FINISHED_MARKER, main
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "alignment_algorithms" / "configs"
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory, trajectories) -> Path:
+    out = tmp_path_factory.mktemp("pairs")
+    Dataset.from_list(pair_rows(trajectories[:24])).save_to_disk(out / "dpo")
+    Dataset.from_list(unpaired_rows(trajectories[:24])).save_to_disk(out / "kto")
+    return out
+
+
+def cli(stage: str, model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--config", str(CONFIGS / f"{stage}_tiny_cpu.yaml"), "--model_name_or_path", str(model),
+            "--dataset_path", str(data), "--output_dir", str(out), *extra]
+
+
+def assert_loadable(out: Path, tokenizer) -> None:
+    assert (out / "model.safetensors").is_file() and (out / FINISHED_MARKER).is_file()
+    AutoModelForCausalLM.from_pretrained(out)
+    assert AutoTokenizer.from_pretrained(out).chat_template == tokenizer.chat_template
+
+
+def test_mdpo_trains_saves_resumes_and_skips(tmp_path, tiny_model, tiny_tokenizer, pairs_dir, capsys):
+    out = tmp_path / "mdpo"
+    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "--max_steps", "2", "--save_steps", "2",
+                     "--eval_steps", "2"))
+    assert_loadable(out, tiny_tokenizer)
+    record = json.loads((out / FINISHED_MARKER).read_text())
+    assert record["steps"] == 2 and record["eval_rows"] > 0
+    assert record["train_rows"] + record["eval_rows"] == 24
+    assert list((out / "runs").rglob("events.out.tfevents.*"))  # tensorboard logging
+
+    marker = (out / FINISHED_MARKER).read_text()
+    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "--max_steps", "4"))
+    assert "nothing to do" in capsys.readouterr().out
+    assert (out / FINISHED_MARKER).read_text() == marker and not (out / "checkpoint-4").exists()
+
+    # An interruption after step 2: only the checkpoint is left, and the re-run continues from it.
+    for name in (FINISHED_MARKER, "model.safetensors", "config.json"):
+        (out / name).unlink()
+    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "--max_steps", "4", "--save_steps", "2",
+                     "--eval_steps", "2"))
+    assert f"resuming from {out / 'checkpoint-2'}" in capsys.readouterr().out
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert state["global_step"] == 4 and steps == sorted(set(steps))
+    assert_loadable(out, tiny_tokenizer)
+
+
+def test_mkto_with_fixed_reference(tmp_path, tiny_model, other_tiny_model, tiny_tokenizer, pairs_dir):
+    out = tmp_path / "mkto"
+    main("mkto", cli("mkto", tiny_model, pairs_dir / "kto", out, "--max_steps", "2",
+                     "--ref_model_name_or_path", str(other_tiny_model), "--eval_strategy", "no"))
+    assert_loadable(out, tiny_tokenizer)
+    record = json.loads((out / FINISHED_MARKER).read_text())
+    assert record["reference"] == str(other_tiny_model) and record["eval_rows"] == 0
+
+
+def test_script_runs_as_the_pipeline_calls_it(tmp_path, tiny_model, tiny_tokenizer, pairs_dir):
+    out = tmp_path / "script"
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "alignment_algorithms" / "run_mdpo.py"),
+                           *cli("mdpo", tiny_model, pairs_dir / "dpo", out, "--max_steps", "1",
+                                "--eval_strategy", "no", "--report_to", "none")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_loadable(out, tiny_tokenizer)
