@@ -171,11 +171,14 @@ class Sandbox:
         self.close()
 
     # -- sessions -------------------------------------------------------------------------------
-    def session(self) -> Session:
+    def session(self, mode: str | None = None) -> Session:
+        """A new trajectory; `mode` overrides the config's for this one."""
         if self.closed:
             raise SandboxError("sandbox is closed")
+        if mode not in (None, "persistent", "replay"):
+            raise ValueError(f"mode must be 'persistent' or 'replay', got {mode!r}")
         self.start()
-        session = Session(self)
+        session = Session(self, mode or self.config.mode)
         self._sessions.add(session)
         return session
 
@@ -273,6 +276,8 @@ class Sandbox:
 def _kill(proc: subprocess.Popen, channels: list[socket.socket]) -> None:
     """Closing the channels ends the forkers; killing `unshare` kills the rest (--kill-child)."""
     for channel in channels:
+        with contextlib.suppress(OSError):
+            channel.shutdown(socket.SHUT_RDWR)  # a reader thread blocked in recv holds the socket open
         channel.close()
     try:
         proc.wait(timeout=5)

@@ -39,8 +39,9 @@ class Session:
     under one budget, and returns the last cell's observation.
     """
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, mode: str) -> None:
         self._sandbox = sandbox
+        self.mode = mode
         self._lock = threading.Lock()
         self._worker: int | None = None
         self._sock = None
@@ -56,9 +57,8 @@ class Session:
         with self._lock:
             if self.closed:
                 raise SandboxError("session is closed")
-            cfg = self._sandbox.config
             with self._sandbox.slot():
-                obs = self._replay(code) if cfg.mode == "replay" else self._persistent(code)
+                obs = self._replay(code) if self.mode == "replay" else self._persistent(code)
             self.cells.append(code)
             return obs
 
