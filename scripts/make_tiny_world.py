@@ -89,10 +89,8 @@ def make_problem(rng: random.Random, template: Template) -> dict:
 
 def code_for(expr: str, values: dict, typo: str | None = None) -> str:
     names = [v for v in "abc" if v in expr]
-    lines = [f"{v} = {values[v]}" for v in names]
     shown = expr if typo is None else expr.replace(typo, TYPOS[typo], 1)
-    lines += [f"result = {shown}", "print(result)"]
-    return "\n".join(lines)
+    return f"{', '.join(names)} = {', '.join(str(values[v]) for v in names)}\nprint({shown})"
 
 
 def trajectory(rng: random.Random, problem: dict, template: Template, wrong_rate: float,

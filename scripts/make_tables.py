@@ -1,0 +1,126 @@
+"""The paper's Table 1 from pipeline runs: rows SFT, the iterations, the baselines; columns the test
+sets and their average; the paper's published numbers beside ours where the model matches.
+
+    .venv-inference/bin/python scripts/make_tables.py runs/tiny_cpu [runs/tiny_cpu_kto ...] \
+        [--out runs/tiny_cpu/tables.md] [--plot assets/tiny_cpu_accuracy.png]
+
+The first run gives the SFT row and one row per iteration; every further run (a baseline: single-
+turn DPO, fixed reference, M-KTO, ...) gives one row, its last iteration, labelled by its config's
+`label`. Accuracy is the `paper` grader's (comparable with the paper); the `strict` grader's
+follows in a second table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+# SPEC §9 / FIELD §4: the paper's Table 1 (GSM8K, MATH), keyed by the `paper_model` of a run config.
+PUBLISHED = {
+    "gemma-1.1-it-7b": {
+        "SFT": (77.5, 46.1), "RAFT": (79.2, 47.3), "Iterative single-turn DPO": (81.7, 48.9),
+        "Iterative single-turn KTO": (80.6, 49.0), "Iterative M-DPO + fixed reference": (79.9, 48.0),
+        "M-DPO iteration 1": (81.5, 49.1), "M-DPO iteration 2": (82.5, 49.7),
+        "M-DPO iteration 3": (83.9, 51.2), "Iterative M-KTO": (82.1, 49.5),
+    },
+    "codegemma-1.1-it-7b": {"SFT": (77.3, 46.4), "Iterative M-DPO": (81.5, 50.1), "Iterative M-KTO": (81.6, 49.6)},
+    "mistral-7b-v0.3": {"SFT": (77.8, 42.7), "Iterative M-DPO": (82.3, 47.5), "Iterative M-KTO": (81.7, 46.7)},
+    "gemma-2-it-9b": {"SFT": (84.1, 51.0), "Iterative M-DPO": (86.3, 54.5), "Iterative M-KTO": (86.1, 54.5)},
+}
+PUBLISHED_COLUMNS = ("gsm8k", "math")
+
+
+def accuracy(metrics_file: Path, grader: str) -> float | None:
+    if not metrics_file.exists():
+        return None
+    return json.loads(metrics_file.read_text())["accuracy"].get(grader)  # already in %
+
+
+def run_rows(run: Path, grader: str, first: bool) -> tuple[list[tuple[str, dict]], dict]:
+    cfg = yaml.safe_load((run / "config.resolved.yaml").read_text())
+    sets = [s["name"] for s in cfg["evaluate"]["sets"]]
+    tags = ["sft"] + [f"iter{t}" for t in range(1, cfg["iterations"] + 1)]
+    rows = []
+    for tag in tags if first else tags[-1:]:
+        scores = {s: accuracy(run / "eval" / tag / s / "generate" / "trajectories.metrics.json", grader) for s in sets}
+        if tag == "sft":
+            label = "SFT"
+        elif first:
+            label = f"{cfg['label']} iteration {tag[4:]}"
+        else:
+            label = cfg["label"]
+        rows.append((label, scores))
+    return rows, cfg
+
+
+def table(runs: list[Path], grader: str) -> tuple[str, list[tuple[str, dict]]]:
+    rows, cfg0 = run_rows(runs[0], grader, first=True)
+    for r in runs[1:]:
+        rows += run_rows(r, grader, first=False)[0]
+    sets = [s["name"] for s in cfg0["evaluate"]["sets"]]
+    published = PUBLISHED.get(cfg0.get("paper_model", ""), {})
+    head = ["method", *sets, "average"] + (["paper GSM8K", "paper MATH"] if published else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, scores in rows:
+        vals = [scores[s] for s in sets]
+        done = [v for v in vals if v is not None]
+        avg = sum(done) / len(done) if done and len(done) == len(vals) else None
+        cells = [label, *("—" if v is None else f"{v:.1f}" for v in vals), "—" if avg is None else f"{avg:.1f}"]
+        if published:
+            paper = published.get(label)
+            cells += [f"{paper[0]:.1f}", f"{paper[1]:.1f}"] if paper else ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines), rows
+
+
+def plot(rows: list[tuple[str, dict]], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = [(label, scores) for label, scores in rows if label == "SFT" or "iteration" in label]
+    sets = list(series[0][1])
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    for s in sets:
+        ys = [scores[s] for _, scores in series]
+        ax.plot(range(len(series)), ys, marker="o", label=s)
+    ax.set_xticks(range(len(series)), ["SFT" if lbl == "SFT" else f"iter {lbl.rsplit(' ', 1)[-1]}"
+                                       for lbl, _ in series])
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<name>); the first is the main run")
+    ap.add_argument("--out", type=Path, help="Markdown file (default: <first run>/tables.md)")
+    ap.add_argument("--plot", type=Path, help="PNG of accuracy per iteration (default: <first run>/accuracy.png)")
+    args = ap.parse_args(argv)
+    for r in args.runs:
+        if not (r / "config.resolved.yaml").exists():
+            sys.exit(f"make_tables: {r} is not a pipeline run (no config.resolved.yaml)")
+    paper_table, rows = table(args.runs, "paper")
+    strict_table, _ = table(args.runs, "strict")
+    text = (f"## Accuracy (%), paper grader\n\n{paper_table}\n\n"
+            f"## Accuracy (%), strict grader\n\n{strict_table}\n")
+    out = args.out or args.runs[0] / "tables.md"
+    out.write_text(text)
+    print(text)
+    if any(v is not None for _, scores in rows for v in scores.values()):
+        png = args.plot or args.runs[0] / "accuracy.png"
+        plot(rows, png, args.runs[0].name)
+        print(f"plot: {png}")
+
+
+if __name__ == "__main__":
+    main()

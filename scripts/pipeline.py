@@ -1,0 +1,265 @@
+"""The online iterative loop of the paper (Algorithm 1), chained over the stage CLIs.
+
+    bash scripts/run_iterative.sh configs/tiny_cpu.yaml [key=value ...] [--dry-run]
+
+For t = 1..T: generate on the iteration's prompts with the current model (mixed with samples of
+the previous model) -> grade -> preference data -> M-DPO / M-KTO from the current model against
+the configured reference -> evaluate on the test sets. Each stage runs in its own environment
+through its own CLI, in `runs/<name>/iter<t>/<stage>/`; a stage whose `.done` marker exists is
+skipped, and a stage interrupted midway resumes (every stage CLI resumes from its own output).
+`--dry-run` prints the commands, so a user can drive the stages by hand, in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from inference.config import ConfigError, build, load_yaml  # noqa: E402
+
+VENV = {"inference": ROOT / ".venv-inference", "alignment": ROOT / ".venv-alignment", "sft": ROOT / ".venv-sft"}
+
+
+@dataclass
+class WorldConfig:
+    build: bool = field(default=False, metadata={"help": "build the tiny offline world first"})
+    seed: int = 0
+    args: list[str] = field(default_factory=list, metadata={"help": "extra make_tiny_world.py flags"})
+
+
+@dataclass
+class SFTConfig:
+    model: str = field(default="", metadata={"help": "an SFT model to start from; empty: train one"})
+    config: str = field(default="SFT/configs/tiny_cpu.yaml", metadata={"help": "axolotl config"})
+    base_model: str = field(default="{world}/model", metadata={"help": "model that SFT starts from"})
+    data: str = field(default="{world}/data/sft.jsonl", metadata={"help": "SFT messages JSONL"})
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GenerateConfig:
+    config: str = "inference/configs/generate_tiny.yaml"
+    # paper §3.2 / FIELD §4 "Recipe": N=30 per prompt, 20 from the current model, 10 from the previous
+    samples_current: int = 20
+    samples_previous: int = 10
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StageConfig:
+    config: str = ""
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    algorithm: Literal["mdpo", "mkto"] = "mdpo"
+    config: str = "alignment_algorithms/configs/mdpo_tiny_cpu.yaml"
+    # paper: the reference is updated to the previous iteration's model (better than fixed)
+    reference: Literal["previous", "sft"] = "previous"
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalSet:
+    name: str = "test"
+    path: str = "{world}/data/test.jsonl"
+    data_name: str = "gsm8k"
+
+
+@dataclass
+class EvalConfig:
+    config: str = "inference/configs/generate_tiny_eval.yaml"
+    sets: list[EvalSet] = field(default_factory=lambda: [EvalSet()])
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineConfig:
+    name: str = field(default="tiny_cpu", metadata={"help": "run folder: runs/<name>"})
+    label: str = field(default="M-DPO", metadata={"help": "row label in the tables"})
+    runs_dir: str = "runs"
+    iterations: int = 3  # paper: three iterations
+    prompts: list[str] = field(default_factory=lambda: ["{world}/data/train.jsonl"],
+                               metadata={"help": "one prompt file per iteration, or one file split evenly"})
+    prompts_data_name: str = "gsm8k"
+    world: WorldConfig = field(default_factory=WorldConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    grade: StageConfig = field(default_factory=lambda: StageConfig("inference/configs/evaluate.yaml"))
+    pairs: StageConfig = field(default_factory=lambda: StageConfig("inference/configs/pairs_tiny.yaml"))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+
+class Runner:
+    """Runs (or prints) stage commands; a finished stage leaves `.done` and is not run again."""
+
+    def __init__(self, cfg: PipelineConfig, dry_run: bool):
+        self.cfg, self.dry_run = cfg, dry_run
+        self.run_dir = ROOT / cfg.runs_dir / cfg.name
+        self.world = self.run_dir / "world"
+        self.log = self.run_dir / "commands.log"
+
+    def path(self, template: str) -> str:
+        return template.replace("{world}", str(self.world)).replace("{run}", str(self.run_dir))
+
+    def stage(self, out_dir: Path, title: str, cmd: list[str], env: dict | None = None) -> None:
+        done = out_dir / ".done"
+        if done.exists():
+            print(f"[skip] {title}: done ({out_dir.relative_to(ROOT)})")
+            return
+        line = " ".join(shlex.quote(c) for c in cmd)
+        if self.dry_run:
+            print(f"# {title}\n{line}\n")
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "a") as fh:
+            fh.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {title}\n{line}\n")
+        print(f"[run ] {title}", flush=True)
+        start = time.time()
+        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})})
+        if proc.returncode != 0:
+            sys.exit(f"pipeline: stage '{title}' failed (exit {proc.returncode}); fix it and re-run the "
+                     f"same command to resume. Command:\n{line}")
+        done.write_text(json.dumps({"seconds": round(time.time() - start, 1)}) + "\n")
+        print(f"[done] {title} in {time.time() - start:.0f}s", flush=True)
+
+    def py(self, env: str, *args: str) -> list[str]:
+        return [str(VENV[env] / "bin" / "python"), *args]
+
+    # --- stages -------------------------------------------------------------------------
+    def build_world(self) -> None:
+        w = self.cfg.world
+        if w.build:
+            self.stage(self.world, "build the tiny world", self.py(
+                "alignment", "scripts/make_tiny_world.py", "--seed", str(w.seed), "--out", str(self.world), *w.args))
+
+    def sft_model(self) -> str:
+        if self.cfg.sft.model:
+            return self.path(self.cfg.sft.model)
+        out = self.run_dir / "sft"
+        s = self.cfg.sft
+        self.stage(out, "SFT", ["bash", "SFT/train.sh", s.config, f"base_model={self.path(s.base_model)}",
+                                f"datasets.0.path={self.path(s.data)}", f"output_dir={out / 'model'}",
+                                *s.overrides])
+        return str(out / "model")
+
+    def prompt_file(self, t: int) -> tuple[str, list[str]]:
+        """The iteration's prompt file and the slice overrides selecting its share."""
+        files = [self.path(p) for p in self.cfg.prompts]
+        if len(files) == self.cfg.iterations:
+            return files[t - 1], []
+        if len(files) != 1:
+            sys.exit(f"pipeline: 'prompts' needs 1 file or {self.cfg.iterations} files, got {len(files)}")
+        with open(files[0]) as fh:
+            n = sum(1 for line in fh if line.strip())
+        share = n // self.cfg.iterations  # paper: disjoint prompt sets per iteration
+        return files[0], [f"data.start={share * (t - 1)}", f"data.end={share * t}"]
+
+    def generate(self, out: Path, title: str, model: str, data: str, data_name: str, cfg: str,
+                 overrides: list[str]) -> Path:
+        file = out / "trajectories.jsonl"
+        self.stage(out, title, self.py("inference", "-m", "inference.generate", "--config", cfg,
+                                       f"model={model}", f"data.path={data}", f"data.data_name={data_name}",
+                                       f"output={file}", *overrides))
+        return file
+
+    def grade(self, out: Path, title: str, files: list[Path]) -> None:
+        self.stage(out, title, self.py("inference", "-m", "inference.evaluate", "--config", self.cfg.grade.config,
+                                       f"files={json.dumps([str(f) for f in files])}", *self.cfg.grade.overrides))
+
+    def evaluate(self, tag: str, model: str) -> None:
+        e = self.cfg.evaluate
+        for s in e.sets:
+            out = self.run_dir / "eval" / tag / s.name
+            file = self.generate(out / "generate", f"evaluate {tag} on {s.name}: generate", model,
+                                 self.path(s.path), s.data_name, e.config, e.overrides)
+            self.grade(out / "grade", f"evaluate {tag} on {s.name}: grade", [file])
+
+    def iteration(self, t: int, current: str, previous: str | None, sft: str) -> str:
+        it = self.run_dir / f"iter{t}"
+        g = self.cfg.generate
+        data, slice_overrides = self.prompt_file(t)
+        runs = []
+        plan = [("current", current, g.samples_current)]
+        if previous is not None and g.samples_previous > 0:
+            plan.append(("previous", previous, g.samples_previous))
+        for source, model, n in plan:
+            file = self.generate(it / "generate" / source, f"iteration {t}: generate ({source} model)", model,
+                                 data, self.cfg.prompts_data_name, g.config,
+                                 [*slice_overrides, f"sampling.n={n}", f"sampling.seed={1000 * t}",
+                                  f"source={source}", *g.overrides])
+            runs.append({"path": str(file), "source": source, "max_samples_per_prompt": n})
+        self.grade(it / "grade", f"iteration {t}: grade", [Path(r["path"]) for r in runs])
+        pairs = it / "pairs"
+        self.stage(pairs, f"iteration {t}: preference data", self.py(
+            "inference", "-m", "inference.pairs", "--config", self.cfg.pairs.config, f"runs={json.dumps(runs)}",
+            f"tokenizer={current}", f"output={pairs / 'data'}", *self.cfg.pairs.overrides))
+        tr = self.cfg.train
+        model_out = it / "train" / "model"
+        reference = current if tr.reference == "previous" else sft
+        subset = "dpo" if tr.algorithm == "mdpo" else "kto"
+        self.stage(it / "train", f"iteration {t}: {tr.algorithm.upper()}", self.py(
+            "alignment", f"alignment_algorithms/run_{tr.algorithm}.py", "--config", tr.config,
+            "--model_name_or_path", current, "--ref_model_name_or_path", reference,
+            "--dataset_path", str(pairs / "data" / subset), "--output_dir", str(model_out), *tr.overrides))
+        return str(model_out)
+
+    def run(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(dataclasses.asdict(self.cfg),
+                                                                            sort_keys=False))
+        self.build_world()
+        sft = self.sft_model()
+        self.evaluate("sft", sft)
+        previous, current = None, sft
+        for t in range(1, self.cfg.iterations + 1):
+            previous, current = current, self.iteration(t, current, previous if t > 1 else None, sft)
+            self.evaluate(f"iter{t}", current)
+        if not self.dry_run:
+            subprocess.run(self.py("inference", "scripts/make_tables.py", str(self.run_dir)), cwd=ROOT, check=False)
+
+
+def load(path: str, overrides: list[str]) -> PipelineConfig:
+    data, lines = load_yaml(path)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            sys.exit(f"pipeline: override '{item}' is not key=value")
+        node = data
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = yaml.safe_load(raw)
+    try:
+        return build(PipelineConfig, data, path, lines=lines)
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", help="experiment YAML, e.g. configs/tiny_cpu.yaml")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. iterations=1 train.reference=sft")
+    ap.add_argument("--dry-run", action="store_true", help="print the stage commands, run nothing")
+    args = ap.parse_args(argv)
+    Runner(load(args.config, args.overrides), args.dry_run).run()
+
+
+if __name__ == "__main__":
+    main()
