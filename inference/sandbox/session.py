@@ -11,6 +11,7 @@ from . import protocol
 from .observation import TIMEOUT_KILLED, Observation
 from .worker import WORKER_BROKE
 
+HELLO_TIMEOUT_S = 60.0  # a worker forked in advance has long said hello
 if TYPE_CHECKING:
     from .pool import Sandbox
 
@@ -114,11 +115,11 @@ class Session:
         cfg = self._sandbox.config
         msg["timeout"] = cfg.timeout_s
         deadline = time.monotonic() + cfg.timeout_s + cfg.kill_grace_s
+        if not self._greeted:  # normally already waiting: the worker isolated itself in advance
+            self._recv_before(time.monotonic() + HELLO_TIMEOUT_S, greeting=True)
+            self._greeted = True
         try:
             protocol.send(self._sock, msg)
-            if not self._greeted:
-                self._recv_before(deadline, greeting=True)
-                self._greeted = True
             reply = self._recv_before(deadline)
         except TimeoutError:
             self._drop_worker()
@@ -137,7 +138,7 @@ class Session:
         self._sock.settimeout(max(deadline - time.monotonic(), 1e-3))
         try:
             return protocol.recv(self._sock)
-        except protocol.ChannelClosed:
+        except (protocol.ChannelClosed, OSError):
             if greeting:
                 code, sig = self._sandbox.exit_status(self._worker)
                 raise SandboxError(f"a sandbox worker failed to start (exit code {code}, signal {sig}); "

@@ -64,6 +64,7 @@ class Zygote:
     def isolate_filesystem(self) -> None:
         if not self.layers.worker_tmpfs:
             self.base_dir = tempfile.mkdtemp(prefix="sandbox-")
+            os.chmod(self.base_dir, 0o711)  # noqa: S103 (workers of other uids may enter, not list)
         if not self.layers.namespaces:
             return
         needed = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.realpath(sys.executable),
