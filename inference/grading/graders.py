@@ -22,6 +22,7 @@ class Pair(NamedTuple):
 
 def grader_version(graders: tuple[str, ...] | list[str]) -> str:
     """What goes in a score record's `grader_version`, e.g. `paper=1,strict=1`."""
+    check_names(graders)
     return ",".join(f"{g}={VERSIONS[g]}" for g in graders)
 
 

@@ -56,6 +56,16 @@ _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _DECIMAL = re.compile(r"(?<![\d.])(\d*)\.(\d+)(?![\d.])")
 _ASSIGNED = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([^()]*\))?\s*(?:=|\\approx)(?!=)")
+_TRIG = re.compile(r"\\(?:sin|cos|tan|sec|csc|cot)\b")
+_MATRIX_IN_BRACKETS = re.compile(r"^\[\s*\\begin\{matrix\}(.*)\\end\{matrix\}\s*\]$")
+_BASE = re.compile(r"^(\d+)_\{?(\d+)\}?$")
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                 "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+                 "nineteen", "twenty")
+# Whole answers that name the same thing another way.
+_SAME_AS = {**{w: str(n) for n, w in enumerate(_NUMBER_WORDS)},
+            "\\varnothing": "\\emptyset", "\\{\\}": "\\emptyset", "\\{ \\}": "\\emptyset",
+            "all real numbers": "(-\\infty,\\infty)", "\\mathbb{r}": "(-\\infty,\\infty)"}
 _WORD = re.compile(r"^[A-Za-z][A-Za-z\s'\-.]*$")
 _CHOICE = re.compile(r"^\(?([A-Za-z])\)?$")
 # points for identity tests: irregular, of both signs, so that |x| != x and branches show
@@ -108,6 +118,8 @@ def normalise(raw: str) -> Answer:
     s = _SPACES.sub(" ", s)
     percent = bool(_PERCENT.search(s))
     s = _PERCENT.sub("", s)
+    if _TRIG.search(s):  # `\\cos 60^\\circ`: the degree sign is a factor pi/180 inside the function
+        s = _DEGREES.sub(r"\\cdot\\frac{\\pi}{180}", s)
     degrees = bool(_DEGREES.search(s) or re.search(r"\bdegrees?\b", s))
     s = _DEGREES.sub("", s).replace("\\$", "").replace("$", "")
     s = _REPEATING.sub(_repeating, s)
@@ -117,7 +129,8 @@ def normalise(raw: str) -> Answer:
     s = re.sub(r"\binfinity\b|\binf\b", r"\\infty", s)
     s = _fix_fracs(re.sub(r"\\sqrt\s*(\d|[A-Za-z])", r"\\sqrt{\1}", s).replace("\\frac ", "\\frac"))
     s = _MATRIX.sub(lambda m: _ROW_BREAK.sub(r"\\\\", m.group(0)), s)  # `strip_string` halves `\\`
-    s = _unbrace(s)
+    s = _MATRIX_IN_BRACKETS.sub(r"\\begin{bmatrix}\1\\end{bmatrix}", _unbrace(s))
+    s = _SAME_AS.get(re.sub(r"\s+", " ", s.lower()), s)
     if _THOUSANDS.fullmatch(s.replace(" ", "")) or re.fullmatch(r"-?\d{1,3}(?: \d{3})+(?:\.\d+)?", s):
         s = s.replace(",", "").replace(" ", "")
     return Answer(s, percent, degrees)
@@ -379,6 +392,8 @@ def _scalar_equal(p: str, g: str, pa: Answer, ga: Answer) -> bool:
     pc, gc = _CHOICE.match(p), _CHOICE.match(g)
     if pc and gc:
         return pc.group(1) == gc.group(1)
+    if _BASE.match(p) or _BASE.match(g):
+        return _same_in_base(p, g)
     pv, gv = _as_value(p), _as_value(g)
     if pv is None or gv is None:
         return False
@@ -394,6 +409,20 @@ def _scalar_equal(p: str, g: str, pa: Answer, ga: Answer) -> bool:
     if places is not None and _decimals(p) is None and _number(p) is None and isinstance(pv, sympy.Expr):
         return _rounds_to(pv, g, places)
     return False
+
+
+def _same_in_base(p: str, g: str) -> bool:
+    """`1011_2` matches `1011_2`, and `11` or `1011` when the prediction carries the base; a
+    ground truth in base 2 is matched by its digits, not by a bare decimal value (`22`)."""
+    pm, gm = _BASE.match(p), _BASE.match(g)
+    try:
+        if pm and gm:
+            return int(pm.group(1), int(pm.group(2))) == int(gm.group(1), int(gm.group(2)))
+        if gm:
+            return p == gm.group(1)
+        return g.isdigit() and int(g) in (int(pm.group(1)), int(pm.group(1), int(pm.group(2))))
+    except ValueError:  # a digit too large for its base, or a base outside 2..36
+        return p == g
 
 
 def _targets(gv, pa: Answer, ga: Answer) -> list:

@@ -1,0 +1,89 @@
+"""Every grading call has a time limit that works from threads and processes; a timeout scores
+False and is reported (SPEC 3.5); a crashed worker is replaced."""
+
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from inference.grading import GradingPool, Pair, grade, grader_version
+
+# sympy's simplify takes minutes on this pair (measured: 140 s), so the reference grader hangs.
+SLOW = Pair("(x+y+z+1)^{30}", "(1+x+y+z)^{31}")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with GradingPool(("paper", "strict"), timeout_s=3, workers=2) as p:
+        yield p
+
+
+def test_decisions_in_input_order(pool):
+    grades = pool.grade_many([("500", "5"), ("\\frac12", "0.5"), Pair("3,5", "5,3"), ("", "1")])
+    assert [g.scores for g in grades] == [
+        {"paper": True, "strict": False}, {"paper": True, "strict": True},
+        {"paper": False, "strict": True}, {"paper": False, "strict": False}]
+    assert all(g.timeouts == [] for g in grades)
+
+
+def test_timeout_scores_false_is_counted_and_the_pool_goes_on(pool):
+    start = time.monotonic()
+    grades = pool.grade_many([("1", "1"), SLOW, ("2", "2")], graders=("paper",), timeout_s=2)
+    assert time.monotonic() - start < 60
+    assert [g.scores["paper"] for g in grades] == [True, False, True]
+    assert [g.timeouts for g in grades] == [[], ["paper"], []]
+    assert pool.grade_many([("7", "7")])[0].scores == {"paper": True, "strict": True}
+
+
+def test_works_from_a_worker_thread(pool):
+    """math-verify's own timeout raises outside the main thread; ours does not care."""
+    out = {}
+
+    def run():
+        out["grades"] = pool.grade_many([("\\frac12", "0.5"), SLOW], graders=("paper",), timeout_s=2)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(120)
+    assert [g.scores["paper"] for g in out["grades"]] == [True, False]
+    assert out["grades"][1].timeouts == ["paper"]
+
+
+def _in_child(queue):
+    with GradingPool(("paper",), timeout_s=2, workers=1) as p:
+        queue.put([g.scores["paper"] for g in p.grade_many([("0.5", "\\frac12"), SLOW])])
+
+
+def test_works_inside_a_daemon_process():
+    """Daemon processes may not have multiprocessing children; plain subprocesses are fine."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_in_child, args=(queue,), daemon=True)
+    child.start()
+    assert queue.get(timeout=120) == [True, False]
+    child.join(30)
+
+
+def test_workers_run_under_an_address_space_limit():
+    """sympy can blow up on adversarial answers; each worker has its own memory ceiling."""
+    with GradingPool(("paper",), workers=1, memory_mb=3000) as p:
+        assert p.grade_many([("1", "1")])[0].scores["paper"]
+        limits = open(f"/proc/{p._workers[0].proc.pid}/limits").read()
+    line = next(x for x in limits.splitlines() if x.startswith("Max address space"))
+    assert str(3000 * 1024 * 1024) in line
+
+
+def test_grade_single_calls():
+    assert grade("500", "5") is True
+    assert grade("500", "5", "strict") is False
+    assert grade("500", "5", "strict", timeout_s=None) is False
+    assert grade("\\frac{68}{3}", "\\frac{68}{3}", "strict", gt_raw="\\frac{68}{3}\\text{ pounds}")
+
+
+def test_bad_grader_names():
+    with pytest.raises(ValueError, match="unknown grader"):
+        GradingPool(("paper", "fuzzy"))
+    with pytest.raises(ValueError, match="unknown grader"):
+        grader_version(["nope"])
+    assert grader_version(["paper", "strict"]) == "paper=1,strict=1"
