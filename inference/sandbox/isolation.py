@@ -26,11 +26,12 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_u
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 _MOUNT_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
 UID_BASE = 1_100_000  # far above any real account; one uid per live trajectory
 UID_SPAN = 60_000
+_SYSTEM_DIRS = {"/", "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/opt", "/var", "/dev", "/proc", "/sys"}
 
 
 def _check(ret: int, what: str) -> None:
@@ -104,7 +105,7 @@ def hide_directories(needed: list[str], also_hide: list[str]) -> None:
     with an empty tmpfs, then bind the needed entries back in (so the interpreter can still
     import, as another uid, while ~/.cache/huggingface/token and the like disappear)."""
     needed = sorted({os.path.realpath(p) for p in needed if os.path.exists(p)})
-    covers = {os.path.realpath(d) for d in also_hide if os.path.isdir(d)}
+    covers = {os.path.realpath(d) for d in also_hide if os.path.isdir(d)} - _SYSTEM_DIRS
     for path in needed:
         parts = path.split("/")
         covers |= {"/".join(parts[:i]) for i in range(2, len(parts)) if _blocked("/".join(parts[:i]))}
@@ -182,8 +183,7 @@ def next_child_in_new_pid_namespace(own_pid_ns: int) -> None:
 def private_tmpfs(size_mb: int, uid: int, with_proc: bool) -> str:
     """A fresh mount namespace with a size-limited tmpfs as /tmp (= /dev/shm, = the working
     directory); it disappears with the trajectory's last process."""
-    unshare(CLONE_NEWNS)
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    unshare(CLONE_NEWNS)  # a copy of the zygote's namespace, whose mounts `unshare` made private
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={size_mb}m,mode=0700,uid={uid},gid={uid}")
     if os.path.isdir("/dev/shm"):
@@ -193,11 +193,15 @@ def private_tmpfs(size_mb: int, uid: int, with_proc: bool) -> str:
     return "/tmp"
 
 
-def set_limits(memory_mb: int, disk_mb: int, cpu_s: int, max_procs: int | None) -> None:
+def address_space() -> int:
+    """Bytes of address space this process maps (the warm interpreter's baseline for RLIMIT_AS)."""
     with open("/proc/self/status") as f:
-        vm_kb = next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
+        return next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
+
+
+def set_limits(base_bytes: int, memory_mb: int, disk_mb: int, cpu_s: int, max_procs: int | None) -> None:
     limits = {
-        resource.RLIMIT_AS: vm_kb * 1024 + memory_mb * 2**20,
+        resource.RLIMIT_AS: base_bytes + memory_mb * 2**20,
         resource.RLIMIT_FSIZE: disk_mb * 2**20,
         resource.RLIMIT_CPU: cpu_s,
         resource.RLIMIT_CORE: 0,
@@ -212,6 +216,12 @@ def drop_privileges(uid: int) -> None:
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
+
+
+def die_first_when_memory_runs_out() -> None:
+    """The kernel's OOM killer should pick sandboxed code, not the model server next to it."""
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("1000")
 
 
 def die_with_parent() -> None:

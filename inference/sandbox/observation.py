@@ -63,4 +63,5 @@ def compose(output: str, error: str | None, status: Status, limit: int) -> Obser
     """`output` = stdout then stderr of the cell; `error` = its error paragraph, if any."""
     output = output.strip()
     text = (f"{output}\n{error}" if output else error) if error else output or EMPTY
+    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates would break tokenizers
     return Observation(truncate(text, limit), status)

@@ -163,6 +163,10 @@ class Sandbox:
                 session.close()
         if self._finalizer is not None:
             self._finalizer()
+        while not self._stock.empty():
+            item = self._stock.get_nowait()
+            if item is not None:
+                item[1].close()
 
     def __enter__(self) -> Sandbox:
         return self.start()

@@ -29,6 +29,7 @@ class WorkerPlan:
     pid_ns: bool
     workdir: str  # used when there is no private tmpfs
     env: dict[str, str]
+    address_space: int  # bytes the warm interpreter maps; memory_mb comes on top
     memory_mb: int
     disk_mb: int
     cpu_s: int
@@ -38,6 +39,7 @@ class WorkerPlan:
 
 def _isolate(plan: WorkerPlan) -> str:
     os.setsid()
+    isolation.die_first_when_memory_runs_out()
     if plan.tmpfs:
         workdir = isolation.private_tmpfs(plan.disk_mb, plan.uid or 0, with_proc=plan.pid_ns)
     else:
@@ -45,7 +47,7 @@ def _isolate(plan: WorkerPlan) -> str:
         os.makedirs(workdir, mode=0o700)
         if plan.uid is not None:
             os.chown(workdir, plan.uid, plan.uid)
-    isolation.set_limits(plan.memory_mb, plan.disk_mb, plan.cpu_s,
+    isolation.set_limits(plan.address_space, plan.memory_mb, plan.disk_mb, plan.cpu_s,
                          plan.max_procs if plan.uid is not None else None)
     if plan.uid is not None:
         isolation.drop_privileges(plan.uid)

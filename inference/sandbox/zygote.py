@@ -59,6 +59,7 @@ class Zygote:
             if var in os.environ:
                 self.env[var] = os.environ[var]
         self.runner = None
+        self.address_space = 0
 
     # -- set-up -------------------------------------------------------------------------------
     def isolate_filesystem(self) -> None:
@@ -124,7 +125,7 @@ class Zygote:
         uid = self._allocate_uid(n)
         plan = WorkerPlan(
             uid=uid, tmpfs=self.layers.worker_tmpfs, pid_ns=self.layers.worker_pid_ns,
-            workdir=os.path.join(self.base_dir, str(wid)), env=self.env,
+            workdir=os.path.join(self.base_dir, str(wid)), env=self.env, address_space=self.address_space,
             memory_mb=self.cfg["memory_mb"], disk_mb=self.cfg["disk_mb"], cpu_s=self.cfg["cpu_s"],
             max_procs=self.cfg["max_procs"], max_output_chars=self.cfg["max_output_chars"])
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -297,6 +298,7 @@ def main() -> None:
         gc.collect()
         gc.freeze()  # the collector must not touch (and so copy) the shared pages in workers
         isolation.collapse_to_huge_pages()
+        zygote.address_space = isolation.address_space()
     except BaseException as exc:
         for control in controls:
             protocol.send_packet(control, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})

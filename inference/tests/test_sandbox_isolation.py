@@ -139,12 +139,13 @@ def test_rlimits_and_no_new_privileges(sandbox):
     code = ("import resource\nprint([resource.getrlimit(r)[0] for r in (resource.RLIMIT_CPU, "
             "resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC)])\n"
             "print(resource.getrlimit(resource.RLIMIT_AS)[0] > 0)\n"
-            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('NoNewPrivs')])")
-    limits, has_as, nnp = run(sandbox, code).text.splitlines()
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('NoNewPrivs')])\n"
+            "print(open('/proc/self/oom_score_adj').read().strip())")
+    limits, has_as, nnp, oom = run(sandbox, code).text.splitlines()
     cpu, fsize, nproc = eval(limits)  # noqa: S307
     assert (cpu, fsize) == (CFG.cpu_s, CFG.disk_mb * 2**20)
     assert nproc == CFG.max_procs or any("uid" in m for m in sandbox.missing)
-    assert (has_as, nnp) == ("True", "['1']")
+    assert (has_as, nnp, oom) == ("True", "['1']", "1000")
 
 
 def test_memory_bomb(sandbox):

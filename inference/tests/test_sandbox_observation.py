@@ -48,5 +48,6 @@ def test_compose_keeps_prints_before_an_error_and_strips():
     assert compose("  \n", None, "ok", 0).text == EMPTY
     assert compose("\n6\n", None, "ok", 0).text == "6"
     assert compose("", "NameError: x", "error", 0).text == "NameError: x"
+    assert compose("bad \ud800 text", None, "ok", 0).text == "bad ? text"
     obs = compose("x" * 50, None, "ok", 10)
     assert (obs.text, obs.status) == ("xxxxx...xxxxx", "ok")
