@@ -5,13 +5,15 @@ Rules, each a deliberate difference from `paper`:
   `0.333` != `\\frac13`); only a ground truth written as a decimal is matched by an exact
   prediction that rounds to it (`\\sqrt2` for `1.41`);
 - a percentage counts only where one side is written as one (`10\\%` == `0.1` == `10`), never
-  `500` for `5`; degrees match radians only where one side carries `^\\circ`;
+  `500` for `5`; degrees match radians only where one side carries `^\\circ` (inside a trig
+  function the degree sign is the factor pi/180);
 - bare lists and sets are unordered (`3,5` == `5,3`, `\\{1,2\\}` == `\\{2,1\\}`), tuples and
   intervals are ordered and keep their brackets (`(1,2]` != `[1,2)`), unions are unordered;
 - thousands separators (`18{,}000`, `15,\\!000`), units, `\\$`, `\\text{}` wrappers, `x \\in`, and
   `x =` in front of an answer are dropped; equations match when one is a non-zero multiple of
   the other, inequalities when they define the same set, matrices element by element, text
-  answers case-insensitively.
+  answers case-insensitively; `1011_2` is matched by its digits, or by `11` when it carries its
+  base.
 Parsing uses latex2sympy2_extended (math-verify's parser); equality of exact expressions is
 shown by sympy or, when simplify cannot decide, by evaluation at 60 digits (at random points for
 expressions with variables). The grader reads the raw answer (`extract_raw_answer`) when it has
