@@ -4,6 +4,7 @@ False and is reported (SPEC 3.5); a crashed worker is replaced."""
 import multiprocessing
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +70,7 @@ def test_workers_run_under_an_address_space_limit():
     """sympy can blow up on adversarial answers; each worker has its own memory ceiling."""
     with GradingPool(("paper",), workers=1, memory_mb=3000) as p:
         assert p.grade_many([("1", "1")])[0].scores["paper"]
-        limits = open(f"/proc/{p._workers[0].proc.pid}/limits").read()
+        limits = Path(f"/proc/{p._workers[0].proc.pid}/limits").read_text()
     line = next(x for x in limits.splitlines() if x.startswith("Max address space"))
     assert str(3000 * 1024 * 1024) in line
 
