@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -72,6 +74,25 @@ def run_official(n: int, turns: int, cores: int) -> tuple[float, list[list[str]]
     return time.perf_counter() - start, observations
 
 
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds used by a process tree so far, reaped descendants included."""
+    tick, total, todo = os.sysconf("SC_CLK_TCK"), 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            todo += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
+
+
+def own_cpu_s() -> float:
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
 # -- ours -----------------------------------------------------------------------------------------
 def run_ours(sandbox: Sandbox, n: int, turns: int, threads: int) -> tuple[float, list[list[str]]]:
     observations: list[list[str]] = [[] for _ in range(n)]
@@ -103,13 +124,19 @@ def main() -> None:
     with Sandbox(cfg) as sandbox:
         print(f"pinned to CPUs {cpus}; mode={args.mode}; isolation layers missing: {sandbox.missing or 'none'}")
         for name, n, turns in (("(a) single-cell", args.single, 1), ("(b) turn by turn", args.multi, args.turns)):
+            cpu = own_cpu_s() + tree_cpu_s(sandbox.pid)
             ours_s, ours_obs = run_ours(sandbox, n, turns, args.threads)
+            ours_cpu = (own_cpu_s() + tree_cpu_s(sandbox.pid) - cpu) / (n * turns)
+            cpu = own_cpu_s()
             base_s, base_obs = run_official(n, turns, args.cores)
+            base_cpu = (own_cpu_s() - cpu) / (n * turns)
             mismatches = sum(a != b for a, b in zip(ours_obs, base_obs, strict=True))
             ours_rate, base_rate = n * turns / ours_s, n * turns / base_s
-            print(f"{name}: {n} x {turns} executions | ours {ours_rate:7.1f}/s ({ours_s:.2f} s) | "
-                  f"official strategy {base_rate:6.1f}/s ({base_s:.2f} s) | ratio {ours_rate / base_rate:.1f}x"
-                  f" | trajectories with different observations: {mismatches}")
+            print(f"{name}: {n} x {turns} executions\n"
+                  f"  ours              {ours_rate:7.1f}/s ({ours_s:6.2f} s; {1e3 * ours_cpu:5.2f} ms CPU each)\n"
+                  f"  official strategy {base_rate:7.1f}/s ({base_s:6.2f} s; {1e3 * base_cpu:5.2f} ms CPU each)\n"
+                  f"  ratio {ours_rate / base_rate:.1f}x (CPU per execution: {base_cpu / ours_cpu:.1f}x); "
+                  f"trajectories with different observations: {mismatches}")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class Sandbox:
         self._stock: queue.Queue = queue.Queue()  # (worker id, socket) of ready workers
         self._stock_lock = threading.Lock()
         self._owed: list[int] = []  # per forker: workers asked for and not yet received
+        self._waiting = 0  # threads blocked in spawn
         self._status_waiters: dict[int, list] = {}
         self._requests = itertools.count()
         self._gone = False
@@ -124,6 +125,13 @@ class Sandbox:
                              daemon=True).start()
         self._refill()
         return self
+
+    @property
+    def pid(self) -> int:
+        """The sandbox's root process (`unshare`, or the zygote itself without namespaces)."""
+        if self._proc is None:
+            raise SandboxError("sandbox not started")
+        return self._proc.pid
 
     def _wait_ready(self, channel: socket.socket) -> dict:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -223,10 +231,10 @@ class Sandbox:
         for waiter in list(self._status_waiters.values()):
             waiter[0].set()
 
-    def _refill(self, waiting: int = 0) -> None:
+    def _refill(self) -> None:
         """Ask the forkers for workers so that `prestarted` (and everyone waiting) will have one."""
         with self._stock_lock:
-            want = self.config.prestarted + waiting - self._stock.qsize() - sum(self._owed)
+            want = self.config.prestarted + self._waiting - self._stock.qsize() - sum(self._owed)
             orders = [0] * len(self._owed)
             for _ in range(max(want, 0)):
                 index = min(range(len(self._owed)), key=lambda k: self._owed[k])
@@ -240,11 +248,16 @@ class Sandbox:
         """A ready, isolated worker for a trajectory (normally already waiting in the stock)."""
         if self.closed or self._gone:
             raise SandboxError("sandbox is closed" if self.closed else "the sandbox's zygote is gone")
-        self._refill(waiting=1)
+        with self._stock_lock:
+            self._waiting += 1
         try:
+            self._refill()
             item = self._stock.get(timeout=START_TIMEOUT_S)
         except queue.Empty:
             raise SandboxError(f"no sandbox worker within {START_TIMEOUT_S:.0f} s") from None
+        finally:
+            with self._stock_lock:
+                self._waiting -= 1
         if item is None:
             self._stock.put(None)
             raise SandboxError("the sandbox's zygote is gone")

@@ -266,20 +266,18 @@ def _run_forker(zygote: Zygote, controls: list[socket.socket], index: int, paren
 def _supervise(forkers: list[int], parent_pidfd: int | None) -> None:
     """The zygote proper: waits until the parent or every forker is gone. With namespaces it is
     pid 1 of the sandbox's pid namespace, so its exit kills every process in the sandbox."""
-    while forkers:
-        watch = [parent_pidfd] if parent_pidfd is not None else []
-        if select.select(watch, [], [], 0.5)[0]:
+    exits = {os.pidfd_open(pid): pid for pid in forkers}
+    while exits:
+        ready = select.select([*exits, *([parent_pidfd] if parent_pidfd is not None else [])], [], [], 5.0)[0]
+        if parent_pidfd is not None and parent_pidfd in ready:
             break
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid in forkers:
-                forkers.remove(pid)
-    for pid in forkers:
+        for fd in ready:
+            exits.pop(fd)
+            os.close(fd)
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass  # forkers, and workers orphaned by a forker's death
+    for pid in exits.values():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

@@ -4,6 +4,7 @@ persistent == replay for deterministic code, state, timeouts, crashes, concurren
 import hashlib
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -196,6 +197,16 @@ def test_many_sessions_from_many_threads(sandbox):
         t.join()
     assert not errors
     assert results == {i: [str(2 * i), str(i + 1)] for i in range(40)}
+
+
+def test_workers_are_forked_on_demand_without_a_stock():
+    with Sandbox(SandboxConfig(prestarted=0, forkers=1, workers=2)) as sb:
+        def trajectory(i):
+            with sb.session() as session:
+                return session.run(f"{i} * 2").text
+
+        with ThreadPoolExecutor(16) as pool:
+            assert list(pool.map(trajectory, range(48))) == [str(2 * i) for i in range(48)]
 
 
 def test_closed_session_and_bad_code_type(sandbox):
