@@ -107,6 +107,21 @@ def run_ours(sandbox: Sandbox, n: int, turns: int, threads: int) -> tuple[float,
     return time.perf_counter() - start, observations
 
 
+def measure_ours(cfg: SandboxConfig, n: int, turns: int, threads: int,
+                 prestart: bool) -> tuple[float, float, list[list[str]]]:
+    """(seconds, CPU seconds per execution, observations). The clock starts once the sandbox is up
+    with its standing stock ready; with `prestart`, also one worker per trajectory, forked,
+    isolated and warmed before the clock (as while the model generates the first turn)."""
+    with Sandbox(cfg) as sandbox:
+        if prestart:
+            sandbox.prestart(n)
+        sandbox.wait_stocked()
+        cpu = own_cpu_s() + tree_cpu_s(sandbox.pid)
+        seconds, observations = run_ours(sandbox, n, turns, threads)
+        cpu = own_cpu_s() + tree_cpu_s(sandbox.pid) - cpu
+    return seconds, cpu / (n * turns), observations
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cores", type=int, default=2, help="CPUs to pin this run to (the issue: 2)")
@@ -119,24 +134,24 @@ def main() -> None:
     args = ap.parse_args()
     cpus = sorted(os.sched_getaffinity(0))[: args.cores]
     os.sched_setaffinity(0, cpus)
+    print(f"pinned to CPUs {cpus}; mode={args.mode}; workers={args.workers}")
 
-    cfg = SandboxConfig(mode=args.mode, workers=args.workers)
-    with Sandbox(cfg) as sandbox:
-        print(f"pinned to CPUs {cpus}; mode={args.mode}; isolation layers missing: {sandbox.missing or 'none'}")
-        for name, n, turns in (("(a) single-cell", args.single, 1), ("(b) turn by turn", args.multi, args.turns)):
-            cpu = own_cpu_s() + tree_cpu_s(sandbox.pid)
-            ours_s, ours_obs = run_ours(sandbox, n, turns, args.threads)
-            ours_cpu = (own_cpu_s() + tree_cpu_s(sandbox.pid) - cpu) / (n * turns)
-            cpu = own_cpu_s()
-            base_s, base_obs = run_official(n, turns, args.cores)
-            base_cpu = (own_cpu_s() - cpu) / (n * turns)
+    for name, n, turns in (("(a) single-cell", args.single, 1), ("(b) turn by turn", args.multi, args.turns)):
+        cpu = own_cpu_s()
+        base_s, base_obs = run_official(n, turns, args.cores)
+        base_cpu = (own_cpu_s() - cpu) / (n * turns)
+        base_rate = n * turns / base_s
+        print(f"{name}: {n} x {turns} executions\n"
+              f"  official strategy         {base_rate:7.1f}/s ({base_s:6.2f} s; {1e3 * base_cpu:5.2f} ms CPU each)")
+        for prestart in (False, True):
+            cfg = SandboxConfig(mode=args.mode, workers=args.workers)
+            ours_s, ours_cpu, ours_obs = measure_ours(cfg, n, turns, args.threads, prestart)
             mismatches = sum(a != b for a, b in zip(ours_obs, base_obs, strict=True))
-            ours_rate, base_rate = n * turns / ours_s, n * turns / base_s
-            print(f"{name}: {n} x {turns} executions\n"
-                  f"  ours              {ours_rate:7.1f}/s ({ours_s:6.2f} s; {1e3 * ours_cpu:5.2f} ms CPU each)\n"
-                  f"  official strategy {base_rate:7.1f}/s ({base_s:6.2f} s; {1e3 * base_cpu:5.2f} ms CPU each)\n"
-                  f"  ratio {ours_rate / base_rate:.1f}x (CPU per execution: {base_cpu / ours_cpu:.1f}x); "
-                  f"trajectories with different observations: {mismatches}")
+            ours_rate = n * turns / ours_s
+            label = "ours, workers prestarted" if prestart else "ours, workers on demand "
+            print(f"  {label} {ours_rate:7.1f}/s ({ours_s:6.2f} s; {1e3 * ours_cpu:5.2f} ms CPU each) | "
+                  f"ratio {ours_rate / base_rate:.1f}x (CPU: {base_cpu / ours_cpu:.1f}x) | "
+                  f"trajectories with other observations: {mismatches}")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ class Sandbox:
         self._stock_lock = threading.Lock()
         self._owed: list[int] = []  # per forker: workers asked for and not yet received
         self._waiting = 0  # threads blocked in spawn
+        self._extra = 0  # workers asked for by `prestart`, not yet used
         self._status_waiters: dict[int, list] = {}
         self._requests = itertools.count()
         self._gone = False
@@ -194,6 +195,27 @@ class Sandbox:
         self._sessions.add(session)
         return session
 
+    def prestart(self, n: int) -> None:
+        """Start `n` workers now, beyond the standing `prestarted`, for trajectories about to begin
+        (e.g. while the model generates their first turn); each one used is not replaced."""
+        with self._stock_lock:
+            self._extra += n
+        self._refill()
+
+    def wait_stocked(self, timeout_s: float = START_TIMEOUT_S) -> bool:
+        """Block until the stock is full (`prestarted` plus `prestart`ed workers) and every worker
+        in it has isolated and warmed itself (its greeting waits to be read); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not self._gone and time.monotonic() < deadline:
+            with self._stock.mutex:
+                stocked = [item[1] for item in self._stock.queue if item is not None]
+            if len(stocked) >= self.config.prestarted + self._extra:
+                greeted = select.select(stocked, [], [], max(deadline - time.monotonic(), 0))[0]
+                if len(greeted) == len(stocked):
+                    return True
+            time.sleep(0.01)
+        return False
+
     def forget(self, session: Session) -> None:
         self._sessions.discard(session)
 
@@ -234,7 +256,8 @@ class Sandbox:
     def _refill(self) -> None:
         """Ask the forkers for workers so that `prestarted` (and everyone waiting) will have one."""
         with self._stock_lock:
-            want = self.config.prestarted + self._waiting - self._stock.qsize() - sum(self._owed)
+            want = (self.config.prestarted + self._extra + self._waiting - self._stock.qsize()
+                    - sum(self._owed))
             orders = [0] * len(self._owed)
             for _ in range(max(want, 0)):
                 index = min(range(len(self._owed)), key=lambda k: self._owed[k])
@@ -261,6 +284,8 @@ class Sandbox:
         if item is None:
             self._stock.put(None)
             raise SandboxError("the sandbox's zygote is gone")
+        with self._stock_lock:
+            self._extra = max(self._extra - 1, 0)
         self._refill()
         return item
 

@@ -23,6 +23,9 @@ from traitlets.config import Config
 
 from .observation import TIMEOUT_IN_CELL, Status, error_paragraph, exception_paragraph
 
+# A worker runs this before its trajectory arrives: its first cell in a fresh fork costs several
+# milliseconds of copy-on-write faults, better paid while it waits in the stock.
+PREFAULT = ("print('a')\n1",)
 _WARMUP = ("import sympy, numpy, math, fractions, itertools",
            "x = sympy.Rational(1, 3) + sympy.sqrt(2)\nprint(x)\nnumpy.arange(3)",
            "print('a')\n1/0", "print(", "import sys; print('e', file=sys.stderr)",
@@ -60,13 +63,18 @@ class CellRunner:
 
     @classmethod
     def warmed(cls) -> CellRunner:
-        """Runs every code path once (IPython builds its formatters lazily, ~40 ms), then puts the
-        namespace back as a fresh shell has it, so forked workers start hot and clean."""
+        """A runner whose every code path ran once (IPython builds its formatters lazily, ~40 ms),
+        so forked workers start hot."""
         runner = cls()
-        shell = runner.shell
+        runner.run_invisibly(_WARMUP)
+        return runner
+
+    def run_invisibly(self, cells: tuple[str, ...]) -> None:
+        """Run cells, then put the namespace back as it was: the shell looks untouched after."""
+        shell = self.shell
         user_ns, hidden = dict(shell.user_ns), dict(shell.user_ns_hidden)
-        for cell in _WARMUP:
-            runner.run(cell, timeout_s=60.0)
+        for cell in cells:
+            self.run(cell, timeout_s=60.0)
         shell.user_ns.clear()
         shell.user_ns.update(user_ns)
         shell.user_ns["_oh"].clear()
@@ -74,7 +82,6 @@ class CellRunner:
         shell.user_ns_hidden.update(hidden)
         for name in ("last_type", "last_value", "last_traceback", "last_exc"):
             sys.__dict__.pop(name, None)
-        return runner
 
     def _record_traceback(self, etype, evalue, stb) -> None:
         if isinstance(etype, type) and issubclass(etype, SyntaxError):

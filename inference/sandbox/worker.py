@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import isolation, protocol
 from .observation import compose
-from .shell import CellRunner
+from .shell import PREFAULT, CellRunner
 
 WORKER_BROKE = 113  # exit code when the worker's own code failed (e.g. the cell deleted a builtin)
 
@@ -82,6 +82,7 @@ def serve(sock: socket.socket, runner: CellRunner, plan: WorkerPlan) -> None:
     """Never returns: the worker ends when the parent closes its channel or kills it."""
     _isolate(plan)
     runner.fd_output = _wire_stdio()
+    runner.run_invisibly(PREFAULT)
     protocol.send(sock, {"hello": True})
     me = os.getpid()
     while True:

@@ -199,7 +199,7 @@ def test_many_sessions_from_many_threads(sandbox):
     assert results == {i: [str(2 * i), str(i + 1)] for i in range(40)}
 
 
-def test_workers_are_forked_on_demand_without_a_stock():
+def test_workers_on_demand_and_prestarted():
     with Sandbox(SandboxConfig(prestarted=0, forkers=1, workers=2)) as sb:
         def trajectory(i):
             with sb.session() as session:
@@ -207,6 +207,9 @@ def test_workers_are_forked_on_demand_without_a_stock():
 
         with ThreadPoolExecutor(16) as pool:
             assert list(pool.map(trajectory, range(48))) == [str(2 * i) for i in range(48)]
+        sb.prestart(3)  # workers for trajectories about to start: forked, isolated and warm
+        assert sb.wait_stocked(timeout_s=60)
+        assert [trajectory(i) for i in range(4)] == ["0", "2", "4", "6"]
 
 
 def test_closed_session_and_bad_code_type(sandbox):
