@@ -12,7 +12,7 @@ import itertools
 import json
 import os
 import queue
-import select
+import resource
 import shutil
 import socket
 import subprocess
@@ -49,6 +49,14 @@ def _namespace_prefix(isolation: str) -> tuple[list[str], str | None]:
             return cmd, None
         error = probe.stderr.strip() or f"exit code {probe.returncode}"
     return [], error
+
+
+def _raise_descriptor_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _validate(cfg: SandboxConfig) -> None:
@@ -94,6 +102,7 @@ class Sandbox:
     def start(self) -> Sandbox:
         if self._proc is not None:
             return self
+        _raise_descriptor_limit()  # one socket per open trajectory: hundreds of them
         prefix, why_not = _namespace_prefix(self.config.isolation)
         pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(self.config.forkers)]
         pidfd = os.pidfd_open(os.getpid())
@@ -137,7 +146,7 @@ class Sandbox:
     def _wait_ready(self, channel: socket.socket) -> dict:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if select.select([channel], [], [], 0.2)[0]:
+            if protocol.readable([channel], 0.2):
                 try:
                     msg, _ = protocol.recv_packet(channel)
                 except protocol.ChannelClosed:
@@ -209,10 +218,9 @@ class Sandbox:
         while not self._gone and time.monotonic() < deadline:
             with self._stock.mutex:
                 stocked = [item[1] for item in self._stock.queue if item is not None]
-            if len(stocked) >= self.config.prestarted + self._extra:
-                greeted = select.select(stocked, [], [], max(deadline - time.monotonic(), 0))[0]
-                if len(greeted) == len(stocked):
-                    return True
+            full = len(stocked) >= self.config.prestarted + self._extra
+            if full and len(protocol.readable(stocked, 0)) == len(stocked):
+                return True
             time.sleep(0.01)
         return False
 

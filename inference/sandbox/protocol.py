@@ -9,6 +9,7 @@ SOCK_SEQPACKET socket, one small message per packet, which may carry a file desc
 from __future__ import annotations
 
 import json
+import select
 import socket
 import struct
 
@@ -68,3 +69,12 @@ def recv_packet(sock: socket.socket) -> tuple[dict, list[int]]:
             socket.close(fd)
         raise ChannelClosed("peer closed the channel")
     return _decode(data), fds
+
+
+def readable(socks: list[socket.socket], timeout_s: float) -> list[socket.socket]:
+    """Those of `socks` with something to read (poll, not select: descriptors may exceed 1023)."""
+    poller = select.poll()
+    by_fd = {sock.fileno(): sock for sock in socks}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    return [by_fd[fd] for fd, _ in poller.poll(max(timeout_s, 0) * 1000)]

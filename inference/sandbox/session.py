@@ -11,9 +11,10 @@ from . import protocol
 from .observation import TIMEOUT_KILLED, Observation
 from .worker import WORKER_BROKE
 
-HELLO_TIMEOUT_S = 60.0  # a worker forked in advance has long said hello
 if TYPE_CHECKING:
     from .pool import Sandbox
+
+HELLO_TIMEOUT_S = 60.0  # a worker forked in advance has long said hello
 
 
 class SandboxError(RuntimeError):
