@@ -1,0 +1,242 @@
+"""Three ways to run one model turn, behind one async call: `await backend.complete(request)`.
+
+- `vllm` (default): vLLM's async engine in this process. Every trajectory sends its own
+  requests whenever it is ready, so continuous batching keeps the batch full; tensor and data
+  parallel across a node's GPUs come from vLLM itself (a trajectory stays on one data-parallel
+  rank so its prefix cache is reused turn after turn).
+- `openai`: an OpenAI-compatible completions server (e.g. `vllm serve` on another node); prompts
+  are sent as token ids so the server cannot re-tokenize them differently (or add a BOS).
+- `transformers`: plain `generate`, one request at a time; slow, for checking the others.
+
+Under greedy decoding all three give the same turns (tested on the tiny model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+
+class BackendError(RuntimeError):
+    """A request failed. `fatal`: the backend itself is gone, so every later request would
+    fail too and the run must stop (nothing is recorded for it; re-running resumes)."""
+
+    def __init__(self, message: str, fatal: bool = False):
+        super().__init__(message)
+        self.fatal = fatal
+
+
+@dataclass
+class BackendConfig:
+    kind: Literal["vllm", "openai", "transformers"] = field(
+        default="vllm", metadata={"help": "vllm (offline engine), openai (a server), transformers"})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vllm: GPUs per model copy"})
+    data_parallel_size: int = field(
+        default=1, metadata={"help": "vllm: model copies on this node (8 on 8xA100 for a small model)"})
+    gpu_memory_utilization: float = field(
+        default=0.9, metadata={"help": "vllm: share of GPU memory (reference register_server.sh: 0.9)"})
+    dtype: str = field(default="auto", metadata={"help": "vllm/transformers: auto, bfloat16, float32..."})
+    enforce_eager: bool = field(default=False, metadata={"help": "vllm: no CUDA graphs / compilation"})
+    max_model_len: int | None = field(default=None, metadata={"help": "context length; default: the model's"})
+    max_num_seqs: int | None = field(
+        default=None, metadata={"help": "vllm: sequences per batch (reference servers: 200); default vLLM's"})
+    enable_prefix_caching: bool = field(
+        default=True, metadata={"help": "vllm: reuse the KV cache of earlier turns"})
+    cpu_kvcache_space_gib: int = field(
+        default=1, metadata={"help": "vllm on CPU: KV cache GiB (sets VLLM_CPU_KVCACHE_SPACE if unset)"})
+    base_url: str = field(default="http://localhost:8000/v1", metadata={"help": "openai: server URL"})
+    api_key: str = field(default="EMPTY", metadata={"help": "openai: key (vllm serve ignores it)"})
+    served_model_name: str | None = field(
+        default=None, metadata={"help": "openai: model name on the server; default: `model`"})
+    request_timeout: float = field(default=600.0, metadata={"help": "openai: seconds per request"})
+    device: str = field(default="cpu", metadata={"help": "transformers: torch device"})
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    request_id: str
+    prompt_ids: list[int]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int  # -1 or 0: off
+    seed: int
+    stop: list[str]
+    stop_token_ids: list[int]
+    affinity: int = 0  # same value, same data-parallel rank (prefix cache reuse)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str  # stop strings and end-of-turn tokens left out
+    n_tokens: int
+    finish_reason: str  # "stop" (end of turn, eos, stop string) or "length"
+
+
+class VLLMBackend:
+    def __init__(self, cfg: BackendConfig, model: str, tokenizer: str | None, seed: int):
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        if current_platform.is_cpu():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.cpu_kvcache_space_gib))
+        args = AsyncEngineArgs(
+            model=model, tokenizer=tokenizer, seed=seed, dtype=cfg.dtype,
+            tensor_parallel_size=cfg.tensor_parallel_size, data_parallel_size=cfg.data_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
+            max_model_len=cfg.max_model_len, enable_prefix_caching=cfg.enable_prefix_caching,
+            disable_log_stats=True, **({"max_num_seqs": cfg.max_num_seqs} if cfg.max_num_seqs else {}))
+        try:
+            self.engine = AsyncLLM.from_engine_args(args)
+        except Exception as exc:
+            raise BackendError(f"vLLM could not start an engine for {model!r}: "
+                               f"{type(exc).__name__}: {exc}", fatal=True) from exc
+        self.max_model_len = self.engine.model_config.max_model_len
+        self.dp = cfg.data_parallel_size
+
+    async def complete(self, req: TurnRequest) -> Completion:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        params = SamplingParams(
+            n=1, temperature=req.temperature, top_p=req.top_p, top_k=req.top_k, seed=req.seed,
+            max_tokens=req.max_tokens, stop=req.stop, stop_token_ids=req.stop_token_ids,
+            output_kind=RequestOutputKind.FINAL_ONLY)
+        rank = req.affinity % self.dp if self.dp > 1 else None
+        final = None
+        try:
+            async for output in self.engine.generate(TokensPrompt(prompt_token_ids=req.prompt_ids),
+                                                     params, req.request_id, data_parallel_rank=rank):
+                final = output
+        except EngineDeadError as exc:
+            raise BackendError(f"the vLLM engine died: {exc}", fatal=True) from exc
+        except Exception as exc:
+            cause = exc.__cause__ or exc
+            raise BackendError(f"vLLM failed request {req.request_id}: "
+                               f"{type(cause).__name__}: {cause}") from exc
+        if final is None or not final.outputs:
+            raise BackendError(f"vLLM returned nothing for request {req.request_id}")
+        out = final.outputs[0]
+        return Completion(out.text, len(out.token_ids), out.finish_reason or "stop")
+
+    def close(self) -> None:
+        self.engine.shutdown()
+        del self.engine  # its __del__ shuts down again: now, not at interpreter exit
+
+
+class OpenAIBackend:
+    def __init__(self, cfg: BackendConfig, model: str):
+        from openai import AsyncOpenAI
+
+        self.client = AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key,
+                                  timeout=cfg.request_timeout)
+        self.model = cfg.served_model_name or model
+        self.base_url = cfg.base_url
+        self.max_model_len = cfg.max_model_len
+
+    async def start(self) -> None:
+        """Check that the server is up and serves our model; read its context length."""
+        import openai
+
+        try:
+            models = (await self.client.models.list()).data
+        except openai.OpenAIError as exc:
+            raise BackendError(f"no OpenAI-compatible server at {self.base_url}: {exc}", fatal=True) from exc
+        served = {m.id: m for m in models}
+        if self.model not in served:
+            raise BackendError(f"the server at {self.base_url} serves {sorted(served)}, not "
+                               f"{self.model!r}; set backend.served_model_name", fatal=True)
+        if self.max_model_len is None:
+            self.max_model_len = getattr(served[self.model], "max_model_len", None)
+
+    async def complete(self, req: TurnRequest) -> Completion:
+        import openai
+
+        extra = {"top_k": req.top_k, "stop_token_ids": req.stop_token_ids,
+                 "skip_special_tokens": True, "include_stop_str_in_output": False}
+        try:
+            res = await self.client.completions.create(
+                model=self.model, prompt=req.prompt_ids, max_tokens=req.max_tokens,
+                temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=req.stop,
+                n=1, extra_body=extra)
+        except (openai.APIConnectionError, openai.AuthenticationError, openai.NotFoundError) as exc:
+            raise BackendError(f"server {self.base_url}: {exc}", fatal=True) from exc
+        except openai.APIStatusError as exc:
+            raise BackendError(f"server {self.base_url} failed request {req.request_id}: "
+                               f"HTTP {exc.status_code}: {exc.message}") from exc
+        choice = res.choices[0]
+        return Completion(choice.text, res.usage.completion_tokens if res.usage else 0,
+                          choice.finish_reason or "stop")
+
+    def close(self) -> None:
+        """The HTTP pool is closed with the event loop."""
+
+
+class TransformersBackend:
+    """One `generate` call at a time, in a worker thread so the event loop keeps going."""
+
+    def __init__(self, cfg: BackendConfig, model: str, tokenizer):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        dtype = "auto" if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(cfg.device).eval()
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"transformers could not load {model!r}: {exc}", fatal=True) from exc
+        self.tokenizer, self.device = tokenizer, cfg.device
+        self.max_model_len = cfg.max_model_len or getattr(self.model.config, "max_position_embeddings", None)
+        self._lock = threading.Lock()
+
+    async def complete(self, req: TurnRequest) -> Completion:
+        try:
+            return await asyncio.to_thread(self._generate, req)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise BackendError(f"transformers failed request {req.request_id}: {exc}") from exc
+
+    def _generate(self, req: TurnRequest) -> Completion:
+        import torch
+
+        sampling = {"do_sample": False}
+        if req.temperature > 0:
+            sampling = {"do_sample": True, "temperature": req.temperature, "top_p": req.top_p,
+                        "top_k": max(req.top_k, 0)}
+        ids = torch.tensor([req.prompt_ids], device=self.device)
+        with self._lock, torch.no_grad():
+            if req.temperature > 0:
+                torch.manual_seed(req.seed)
+            out = self.model.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=req.max_tokens,
+                eos_token_id=req.stop_token_ids, pad_token_id=self.tokenizer.pad_token_id,
+                stop_strings=req.stop or None, tokenizer=self.tokenizer, **sampling)
+        tokens = out[0, len(req.prompt_ids):].tolist()
+        finish = "length"
+        if tokens and tokens[-1] in req.stop_token_ids:
+            tokens_text, finish = tokens[:-1], "stop"
+        else:
+            tokens_text = tokens
+        text = self.tokenizer.decode(tokens_text, skip_special_tokens=True)
+        cuts = [i for i in (text.find(s) for s in req.stop) if i >= 0]
+        if cuts:
+            text, finish = text[:min(cuts)], "stop"
+        return Completion(text, len(tokens), finish)
+
+    def close(self) -> None:
+        self.model = None
+
+
+def make_backend(cfg: BackendConfig, model: str, tokenizer_path: str | None, tokenizer, seed: int):
+    if cfg.kind == "vllm":
+        return VLLMBackend(cfg, model, tokenizer_path, seed)
+    if cfg.kind == "openai":
+        return OpenAIBackend(cfg, model)
+    return TransformersBackend(cfg, model, tokenizer)
