@@ -85,6 +85,7 @@ class Sandbox:
         self._proc: subprocess.Popen | None = None
         self._channels: list[socket.socket] = []  # one control channel per forker
         self._send_lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._stock: queue.Queue = queue.Queue()  # (worker id, socket) of ready workers
         self._stock_lock = threading.Lock()
         self._owed: list[int] = []  # per forker: workers asked for and not yet received
@@ -100,8 +101,12 @@ class Sandbox:
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self) -> Sandbox:
-        if self._proc is not None:
-            return self
+        with self._start_lock:
+            if self._proc is None:
+                self._start()
+        return self
+
+    def _start(self) -> None:
         _raise_descriptor_limit()  # one socket per open trajectory: hundreds of them
         prefix, why_not = _namespace_prefix(self.config.isolation)
         pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(self.config.forkers)]
@@ -134,7 +139,6 @@ class Sandbox:
             threading.Thread(target=self._read_control, args=(index,), name=f"sandbox-control-{index}",
                              daemon=True).start()
         self._refill()
-        return self
 
     @property
     def pid(self) -> int:
@@ -262,18 +266,21 @@ class Sandbox:
             waiter[0].set()
 
     def _refill(self) -> None:
-        """Ask the forkers for workers so that `prestarted` (and everyone waiting) will have one."""
+        """Ask the forkers for workers so that `prestarted` (and everyone waiting) will have one.
+        Those for threads already waiting skip the warm-up cell: nobody should wait for it."""
         with self._stock_lock:
-            want = (self.config.prestarted + self._extra + self._waiting - self._stock.qsize()
-                    - sum(self._owed))
-            orders = [0] * len(self._owed)
-            for _ in range(max(want, 0)):
-                index = min(range(len(self._owed)), key=lambda k: self._owed[k])
+            coming = self._stock.qsize() + sum(self._owed)
+            want = self.config.prestarted + self._extra + self._waiting - coming
+            urgent = min(max(self._waiting - coming, 0), max(want, 0))
+            orders = [[0, 0] for _ in self._owed]  # per forker: [urgent, warm]
+            for k in range(max(want, 0)):
+                index = min(range(len(self._owed)), key=lambda i: self._owed[i])
                 self._owed[index] += 1
-                orders[index] += 1
-        for index, n in enumerate(orders):
-            if n:
-                self._send(index, {"op": "want", "n": n})
+                orders[index][k >= urgent] += 1
+        for index, (n_urgent, n_warm) in enumerate(orders):
+            for n, warm in ((n_urgent, False), (n_warm, True)):
+                if n:
+                    self._send(index, {"op": "want", "n": n, "warm": warm})
 
     def spawn(self) -> tuple[int, socket.socket]:
         """A ready, isolated worker for a trajectory (normally already waiting in the stock)."""

@@ -35,6 +35,7 @@ class WorkerPlan:
     cpu_s: int
     max_procs: int
     max_output_chars: int
+    warm: bool  # run the warm-up cell before saying hello (a worker for the stock)
 
 
 def _isolate(plan: WorkerPlan) -> str:
@@ -82,7 +83,8 @@ def serve(sock: socket.socket, runner: CellRunner, plan: WorkerPlan) -> None:
     """Never returns: the worker ends when the parent closes its channel or kills it."""
     _isolate(plan)
     runner.fd_output = _wire_stdio()
-    runner.run_invisibly(PREFAULT)
+    if plan.warm:
+        runner.run_invisibly(PREFAULT)
     protocol.send(sock, {"hello": True})
     me = os.getpid()
     while True:

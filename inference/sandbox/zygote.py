@@ -6,7 +6,8 @@ those pages copy-on-write, so hundreds of open trajectories cost megabytes each,
 interpreter, and starting one costs a fork instead of seconds of imports. Several forkers fork in
 parallel (a fork of this interpreter costs milliseconds of CPU). Each forker has its own control
 channel, asynchronous (the parent keeps a stock of ready workers, so no trajectory waits):
-  parent -> zygote  {"op": "want", "n": k}         fork k more workers and send them
+  parent -> zygote  {"op": "want", "n": k, "warm": b}  fork k more workers and send them (warm:
+                                                   they run a warm-up cell before saying hello)
                     {"op": "kill", "ids": [...]}   SIGKILL (with pid namespaces, everything they
                                                    started dies too); no reply
                     {"op": "status", "id": n, "req": r}
@@ -49,7 +50,7 @@ class Zygote:
         self.layers = isolation.Layers(namespaces=spec["namespaces"])
         self.workers: dict[int, tuple[int, int | None, str]] = {}  # id -> (pid, uid, workdir)
         self.exited: OrderedDict[int, tuple[int | None, int | None]] = OrderedDict()
-        self.owed = 0
+        self.owed = [0, 0]  # workers to fork: [urgent, warm]; urgent ones first
         self.next_id = 0
         self.own_pid_ns: int | None = None
         self.base_dir = ""  # parent of the workers' directories when they get no tmpfs
@@ -118,7 +119,7 @@ class Zygote:
                 return uid
         raise RuntimeError("no free sandbox uid")
 
-    def send_worker(self) -> None:
+    def send_worker(self, warm: bool) -> None:
         """Fork one worker and hand the parent its socket."""
         n, self.next_id = self.next_id, self.next_id + 1
         wid = self.index + self.count * n
@@ -127,7 +128,7 @@ class Zygote:
             uid=uid, tmpfs=self.layers.worker_tmpfs, pid_ns=self.layers.worker_pid_ns,
             workdir=os.path.join(self.base_dir, str(wid)), env=self.env, address_space=self.address_space,
             memory_mb=self.cfg["memory_mb"], disk_mb=self.cfg["disk_mb"], cpu_s=self.cfg["cpu_s"],
-            max_procs=self.cfg["max_procs"], max_output_chars=self.cfg["max_output_chars"])
+            max_procs=self.cfg["max_procs"], max_output_chars=self.cfg["max_output_chars"], warm=warm)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if self.layers.worker_pid_ns:
             isolation.next_child_in_new_pid_namespace(self.own_pid_ns)
@@ -192,7 +193,7 @@ class Zygote:
     def handle(self, msg: dict) -> None:
         op = msg.get("op")
         if op == "want":
-            self.owed += int(msg.get("n", 1))
+            self.owed[bool(msg.get("warm"))] += int(msg.get("n", 1))
         elif op == "kill":
             for wid in msg.get("ids", ()):
                 self.kill(wid)
@@ -219,8 +220,9 @@ class Zygote:
     def loop(self, parent_pidfd: int | None) -> None:
         watch = [self.control] + ([parent_pidfd] if parent_pidfd is not None else [])
         while True:
-            ready, _, _ = select.select(watch, [], [], 0 if self.owed else 0.2)
-            if not ready and not self.owed:
+            owed = self.owed[0] or self.owed[1]
+            ready, _, _ = select.select(watch, [], [], 0 if owed else 0.2)
+            if not ready and not owed:
                 self.kill_strays()
             if parent_pidfd is not None and parent_pidfd in ready:
                 return
@@ -232,10 +234,11 @@ class Zygote:
                 for fd in fds:
                     os.close(fd)
                 self.handle(msg)
-            elif self.owed:
-                self.owed -= 1
+            elif owed:
+                warm = not self.owed[0]
+                self.owed[warm] -= 1
                 try:
-                    self.send_worker()
+                    self.send_worker(warm)
                 except OSError:
                     return  # the parent is gone
             self.reap()
