@@ -49,6 +49,8 @@ class Zygote:
         self.index, self.count = 0, 1
         self.layers = isolation.Layers(namespaces=spec["namespaces"])
         self.workers: dict[int, tuple[int, int | None, str]] = {}  # id -> (pid, uid, workdir)
+        self.worker_of_pid: dict[int, int] = {}
+        self.uids_in_use: set[int | None] = set()
         self.exited: OrderedDict[int, tuple[int | None, int | None]] = OrderedDict()
         self.owed = [0, 0]  # workers to fork: [urgent, warm]; urgent ones first
         self.next_id = 0
@@ -112,10 +114,10 @@ class Zygote:
         if not self.layers.worker_uid:
             return None
         span = isolation.UID_SPAN // self.count
-        live = {uid for _, uid, _ in self.workers.values()}
         for offset in range(span):
             uid = isolation.UID_BASE + self.index * span + (n + offset) % span
-            if uid not in live:
+            if uid not in self.uids_in_use:
+                self.uids_in_use.add(uid)
                 return uid
         raise RuntimeError("no free sandbox uid")
 
@@ -138,6 +140,7 @@ class Zygote:
             self._become_worker(theirs, plan)
         theirs.close()
         self.workers[wid] = (pid, uid, plan.workdir)
+        self.worker_of_pid[pid] = wid
         try:
             protocol.send_packet(self.control, {"op": "worker", "id": wid}, (ours.fileno(),))
         finally:
@@ -167,7 +170,6 @@ class Zygote:
                 kill(pid, signal.SIGKILL)
 
     def reap(self) -> None:
-        by_pid = {pid: wid for wid, (pid, _, _) in self.workers.items()}
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -175,13 +177,14 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            wid = by_pid.get(pid)
+            wid = self.worker_of_pid.pop(pid, None)
             if wid is None:
                 continue  # an orphan of some worker (we are its subreaper)
             if not self.layers.worker_pid_ns:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)  # what it started, unless it left the group
-            _, _, workdir = self.workers.pop(wid)
+            _, uid, workdir = self.workers.pop(wid)
+            self.uids_in_use.discard(uid)
             if not self.layers.worker_tmpfs:
                 shutil.rmtree(workdir, ignore_errors=True)
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
