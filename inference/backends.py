@@ -79,20 +79,38 @@ class Completion:
     finish_reason: str  # "stop" (end of turn, eos, stop string) or "length"
 
 
+def turn_text(tokenizer, token_ids: list[int], req: TurnRequest) -> tuple[str, str]:
+    """(text, finish reason) of generated tokens, decoded in one piece: an end-of-turn token
+    and whatever follows the first stop string are left out. vLLM's own text holds back a
+    trailing incomplete UTF-8 character; this way every backend gives the same text."""
+    finish = "length"
+    if token_ids and token_ids[-1] in req.stop_token_ids:
+        token_ids, finish = token_ids[:-1], "stop"
+    text = tokenizer.decode(token_ids, skip_special_tokens=True)
+    cuts = [i for i in (text.find(s) for s in req.stop) if i >= 0]
+    if cuts:
+        text, finish = text[:min(cuts)], "stop"
+    return text, finish
+
+
 class VLLMBackend:
-    def __init__(self, cfg: BackendConfig, model: str, tokenizer: str | None, seed: int):
+    def __init__(self, cfg: BackendConfig, model: str, tokenizer_path: str | None, tokenizer, seed: int):
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        cpu = {}
         if current_platform.is_cpu():
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.cpu_kvcache_space_gib))
+            # vLLM 0.32 on CPU: a seeded request whose prefill is split over steps crashes the
+            # engine ("CPU Generator does not use offset"); whole prefills avoid the split.
+            cpu = {"enable_chunked_prefill": False}
         args = AsyncEngineArgs(
-            model=model, tokenizer=tokenizer, seed=seed, dtype=cfg.dtype,
+            model=model, tokenizer=tokenizer_path, seed=seed, dtype=cfg.dtype,
             tensor_parallel_size=cfg.tensor_parallel_size, data_parallel_size=cfg.data_parallel_size,
             gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
             max_model_len=cfg.max_model_len, enable_prefix_caching=cfg.enable_prefix_caching,
-            disable_log_stats=True, **({"max_num_seqs": cfg.max_num_seqs} if cfg.max_num_seqs else {}))
+            disable_log_stats=True, **cpu, **({"max_num_seqs": cfg.max_num_seqs} if cfg.max_num_seqs else {}))
         try:
             self.engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:
@@ -100,6 +118,7 @@ class VLLMBackend:
                                f"{type(exc).__name__}: {exc}", fatal=True) from exc
         self.max_model_len = self.engine.model_config.max_model_len
         self.dp = cfg.data_parallel_size
+        self.tokenizer = tokenizer
 
     async def complete(self, req: TurnRequest) -> Completion:
         from vllm import SamplingParams
@@ -126,7 +145,8 @@ class VLLMBackend:
         if final is None or not final.outputs:
             raise BackendError(f"vLLM returned nothing for request {req.request_id}")
         out = final.outputs[0]
-        return Completion(out.text, len(out.token_ids), out.finish_reason or "stop")
+        text, finish = turn_text(self.tokenizer, list(out.token_ids), req)
+        return Completion(text, len(out.token_ids), finish)
 
     def close(self) -> None:
         self.engine.shutdown()
@@ -134,9 +154,10 @@ class VLLMBackend:
 
 
 class OpenAIBackend:
-    def __init__(self, cfg: BackendConfig, model: str):
+    def __init__(self, cfg: BackendConfig, model: str, tokenizer):
         from openai import AsyncOpenAI
 
+        self.tokenizer = tokenizer
         self.client = AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key,
                                   timeout=cfg.request_timeout)
         self.model = cfg.served_model_name or model
@@ -161,7 +182,7 @@ class OpenAIBackend:
     async def complete(self, req: TurnRequest) -> Completion:
         import openai
 
-        extra = {"top_k": req.top_k, "stop_token_ids": req.stop_token_ids,
+        extra = {"top_k": req.top_k, "stop_token_ids": req.stop_token_ids, "return_token_ids": True,
                  "skip_special_tokens": True, "include_stop_str_in_output": False}
         try:
             res = await self.client.completions.create(
@@ -174,8 +195,10 @@ class OpenAIBackend:
             raise BackendError(f"server {self.base_url} failed request {req.request_id}: "
                                f"HTTP {exc.status_code}: {exc.message}") from exc
         choice = res.choices[0]
-        return Completion(choice.text, res.usage.completion_tokens if res.usage else 0,
-                          choice.finish_reason or "stop")
+        n_tokens = res.usage.completion_tokens if res.usage else 0
+        token_ids = (choice.model_extra or {}).get("token_ids")  # vLLM's server sends them
+        text = choice.text if token_ids is None else turn_text(self.tokenizer, token_ids, req)[0]
+        return Completion(text, n_tokens, choice.finish_reason or "stop")
 
     def close(self) -> None:
         """The HTTP pool is closed with the event loop."""
@@ -219,15 +242,7 @@ class TransformersBackend:
                 eos_token_id=req.stop_token_ids, pad_token_id=self.tokenizer.pad_token_id,
                 stop_strings=req.stop or None, tokenizer=self.tokenizer, **sampling)
         tokens = out[0, len(req.prompt_ids):].tolist()
-        finish = "length"
-        if tokens and tokens[-1] in req.stop_token_ids:
-            tokens_text, finish = tokens[:-1], "stop"
-        else:
-            tokens_text = tokens
-        text = self.tokenizer.decode(tokens_text, skip_special_tokens=True)
-        cuts = [i for i in (text.find(s) for s in req.stop) if i >= 0]
-        if cuts:
-            text, finish = text[:min(cuts)], "stop"
+        text, finish = turn_text(self.tokenizer, tokens, req)
         return Completion(text, len(tokens), finish)
 
     def close(self) -> None:
@@ -236,7 +251,7 @@ class TransformersBackend:
 
 def make_backend(cfg: BackendConfig, model: str, tokenizer_path: str | None, tokenizer, seed: int):
     if cfg.kind == "vllm":
-        return VLLMBackend(cfg, model, tokenizer_path, seed)
+        return VLLMBackend(cfg, model, tokenizer_path, tokenizer, seed)
     if cfg.kind == "openai":
-        return OpenAIBackend(cfg, model)
+        return OpenAIBackend(cfg, model, tokenizer)
     return TransformersBackend(cfg, model, tokenizer)

@@ -35,7 +35,7 @@ from typing import Literal
 
 from tqdm import tqdm
 
-from formats import append_jsonl, iter_jsonl
+from formats import FormatError, append_jsonl, iter_jsonl
 from formats.trajectory import FORMAT_VERSION, MAX_CALLS_MARKER, validate
 from inference.backends import BackendConfig, BackendError, Completion, TurnRequest, make_backend
 from inference.config import parse_cli, to_dict
@@ -87,14 +87,11 @@ def sample_seed(base: int, idx: str, sample: int) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-_PY_START = re.compile(r"```python")
-
-
 def python_blocks(turn: str) -> list[str]:
     """The ```python blocks of one turn, in order; an unclosed last block runs to the end."""
     blocks, current = [], None
     for line in turn.split("\n"):
-        if _PY_START.search(line):
+        if "```python" in line:
             if current is not None:
                 blocks.append("\n".join(current))
             current = []
@@ -293,14 +290,17 @@ class Output:
 
     def _read_done(self, model: str, sampling: dict, source: str) -> set[str]:
         done = set()
-        for line, rec in iter_jsonl(self.path):
-            validate(rec, str(self.path), line)
-            if (rec["model"], rec["sampling"], rec.get("source")) != (model, sampling, source):
-                raise SystemExit(
-                    f"error: {self.path}, line {line}: written by another configuration (model "
-                    f"{rec['model']!r}, source {rec.get('source')!r}, sampling {rec['sampling']}); "
-                    "use a new output path")
-            done.add(rec["id"])
+        try:
+            for line, rec in iter_jsonl(self.path):
+                validate(rec, str(self.path), line)
+                if (rec["model"], rec["sampling"], rec.get("source")) != (model, sampling, source):
+                    raise SystemExit(
+                        f"error: {self.path}, line {line}: written by another configuration (model "
+                        f"{rec['model']!r}, source {rec.get('source')!r}, sampling {rec['sampling']}); "
+                        "use a new output path")
+                done.add(rec["id"])
+        except FormatError as exc:
+            raise SystemExit(f"error: cannot resume: {exc}") from None
         return done
 
     def write(self, record: dict) -> None:

@@ -230,14 +230,16 @@ def test_a_prompt_longer_than_the_context_is_recorded(tmp_path, tiny_world, toke
 
 
 def test_every_sample_gets_its_own_seed(tmp_path, server):
-    cfg = make_cfg(tmp_path, server, ["solve", "chat"], **{"sampling.n": 3, "sampling.temperature": 1.0,
-                                                           "sampling.seed": 7})
+    cfg = make_cfg(tmp_path, server, ["solve", "chat"], **{
+        "sampling.n": 3, "sampling.temperature": 1.0, "sampling.seed": 7, "sampling.top_p": 0.9,
+        "sampling.top_k": 20})
     run(cfg)
     recs = list(trajectory.read(cfg.output))
     assert sorted(r["id"] for r in recs) == ["0:0", "0:1", "0:2", "1:0", "1:1", "1:2"]
     assert {r["seed"] for r in recs} == {sample_seed(7, r["idx"], r["sample"]) for r in recs}
     seeds = [q["seed"] for q in server.requests]
     assert len(set(seeds)) == len(seeds) == 9  # every sample and every turn: its own seed
+    assert {(q["temperature"], q["top_p"], q["top_k"]) for q in server.requests} == {(1.0, 0.9, 20)}
     assert recs[0]["sampling"]["temperature"] == 1.0 and recs[0]["sampling"]["horizon"] == 6
 
 
@@ -245,18 +247,18 @@ def test_resume_skips_finished_ids_and_drops_a_torn_line(tmp_path, server):
     questions = ["solve", "persist", "error", "chat"]
     run(make_cfg(tmp_path, server, questions, **{"data.limit": 2}))
     out = Path(tmp_path / "out.jsonl")
-    first = out.read_text().splitlines()
+    first = out.read_text().split("\n")[:-1]
     with open(out, "a") as fh:  # what a SIGKILL in the middle of a write leaves
         fh.write('{"id": "2:0", "idx": "2", "sampl')
     n_before = len(server.requests)
     run(make_cfg(tmp_path, server, questions))
-    lines = out.read_text().splitlines()
+    lines = out.read_text().split("\n")[:-1]
     assert lines[:2] == first
     ids = [json.loads(line)["id"] for line in lines]
     assert sorted(ids) == ["0:0", "1:0", "2:0", "3:0"]
     assert all("user\nsolve" not in server.tok.decode(r["prompt"]) for r in server.requests[n_before:])
     run(make_cfg(tmp_path, server, questions))  # nothing left to do
-    assert len(out.read_text().splitlines()) == 4
+    assert len(out.read_text().split("\n")[:-1]) == 4
 
 
 def test_resume_refuses_a_file_from_another_configuration(tmp_path, server):

@@ -1,0 +1,176 @@
+"""Trajectory generation throughput: every trajectory on its own (ours) vs the reference's turn
+barrier, same workload, same vLLM engine, same sandbox, one process run.
+
+Baseline (SPEC 1.3, re-implemented): all unfinished trajectories send their turn together, the
+next step starts only when every one of them has come back, then all their programs run, then
+the next turn. Ours: `inference.generate`, where each trajectory sends its next turn as soon as
+its own observation is back, so a long turn or a slow program holds back nobody else.
+
+The workload needs a model that writes programs: the tiny world's random model never does. So the
+tiny model is first fine-tuned for a few minutes on the tiny world's own SFT trajectories (cached
+under --work; `--model` takes any other model folder instead). Both sides then sample the same
+problems with the same per-sample seeds (T=1, H=6, 512 tokens per turn), and the prefix cache is
+cleared between runs.
+
+    .venv-inference/bin/python benchmarks/bench_generate.py --problems 96 --n 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+from formats import trajectory
+from inference.backends import BackendConfig, VLLMBackend
+from inference.config import build
+from inference.generate import (
+    GenerateConfig,
+    Limits,
+    Tools,
+    Trajectory,
+    generate_async,
+    load_tokenizer,
+    sample_seed,
+)
+from inference.problems import load_problems
+from inference.prompts import make_format
+from inference.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tune_tiny_model(world: Path, out: Path, steps: int, seed: int) -> Path:
+    """Teach the random tiny model the tool format (full-sequence LM loss on the SFT data)."""
+    if (out / "config.json").exists():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    tok = AutoTokenizer.from_pretrained(world / "model")
+    model = AutoModelForCausalLM.from_pretrained(world / "model", dtype=torch.float32)
+    rows = [json.loads(line) for line in (world / "data" / "sft.jsonl").read_text().splitlines()]
+    seqs = [tok(tok.apply_chat_template(r["messages"], tokenize=False), add_special_tokens=False)["input_ids"]
+            for r in rows]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    rng = random.Random(seed)
+    for step in range(steps):
+        batch = rng.sample(seqs, 16)
+        width = max(map(len, batch))
+        ids = torch.full((len(batch), width), tok.pad_token_id)
+        labels = torch.full((len(batch), width), -100)
+        for i, s in enumerate(batch):
+            ids[i, :len(s)] = labels[i, :len(s)] = torch.tensor(s)
+        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        for group in opt.param_groups:
+            group["lr"] = 3e-3 * (1 - step / steps)
+        if step % 50 == 0:
+            print(f"  tuning step {step}/{steps}: loss {loss.item():.3f}", flush=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    shutil.copy(world / "model" / "generation_config.json", out)
+    return out
+
+
+async def barrier(cfg: GenerateConfig, backend) -> list[Trajectory]:
+    """The reference's strategy: one batched call per turn, then every program, then repeat."""
+    tokenizer, eos = load_tokenizer(cfg)
+    fmt = make_format(cfg.prompt_format, tokenizer, eos)
+    limits = Limits(cfg.horizon, cfg.sampling.max_tokens_per_turn,
+                    cfg.sampling.max_tokens_per_trajectory, backend.max_model_len)
+    trajs = [Trajectory(p, k, sample_seed(cfg.sampling.seed, p.idx, k), fmt, limits)
+             for p in load_problems(cfg.data) for k in range(cfg.sampling.n)]
+    with Sandbox(cfg.sandbox) as sandbox:
+        tools = Tools(sandbox, len(trajs))
+        active = trajs
+        while active:
+            calls = [(t, r) for t in active if (r := t.request(cfg.sampling)) is not None]
+            done = await asyncio.gather(*(backend.complete(r) for _, r in calls))
+            ran = [(t, programs) for (t, _), c in zip(calls, done, strict=True) if (programs := t.take_turn(c))]
+            outputs = await asyncio.gather(*(tools.run(t.id, p) for t, p in ran))
+            for (t, _), text in zip(ran, outputs, strict=True):
+                t.observe(text)
+            await asyncio.gather(*(tools.close(t.id) for t in active if t.done))
+            active = [t for t in active if not t.done]
+        tools.shutdown()
+    return trajs
+
+
+def summary(name: str, seconds: float, trajs: list[dict]) -> dict:
+    tokens = sum(t["generated_tokens"] for t in trajs)
+    turns = sum(t["turns"] for t in trajs)
+    print(f"{name:>8}: {len(trajs)} trajectories, {turns} turns, {tokens} tokens in {seconds:.1f} s = "
+          f"{len(trajs) / seconds:.2f} traj/s, {tokens / seconds:.0f} tok/s; "
+          f"{dict(Counter(t['stop_reason'] for t in trajs))}", flush=True)
+    return {"seconds": seconds, "tokens": tokens, "turns": turns}
+
+
+async def main_async(args) -> None:
+    world = Path(args.world)
+    model = Path(args.model) if args.model else tune_tiny_model(world, Path(args.work) / "tuned_model",
+                                                               args.tune_steps, 0)
+    work = Path(args.work)
+    base = {"model": str(model), "progress": False, "max_active": args.problems * args.n,
+            "data": {"path": str(world / "data" / "test.jsonl"), "name": "gsm8k", "limit": args.problems},
+            "sampling": {"temperature": 1.0, "n": args.n, "seed": 0},
+            "backend": {"dtype": "float32", "enforce_eager": True, "max_model_len": 2048,
+                        "cpu_kvcache_space_gib": 2}}
+    backend = VLLMBackend(build(BackendConfig, base["backend"], "bench"), str(model), None,
+                          load_tokenizer(build(GenerateConfig, {**base, "output": "-"}, "bench"))[0], 0)
+    try:
+        warm = build(GenerateConfig, {**base, "output": str(work / "warmup.jsonl"),
+                                      "data": {**base["data"], "limit": 8}}, "bench")
+        (work / "warmup.jsonl").unlink(missing_ok=True)
+        await generate_async(warm, backend)
+        results = {}
+        for rnd in range(args.rounds):
+            order = ["barrier", "ours"] if rnd % 2 == 0 else ["ours", "barrier"]
+            for name in order:
+                await backend.engine.reset_prefix_cache()
+                out = work / f"{name}.jsonl"
+                out.unlink(missing_ok=True)
+                cfg = build(GenerateConfig, {**base, "output": str(out)}, "bench")
+                start = time.perf_counter()
+                if name == "ours":
+                    await generate_async(cfg, backend)
+                    recs = list(trajectory.read(out))
+                else:
+                    recs = [t.record(cfg.model, {}, "bench") for t in await barrier(cfg, backend)]
+                seconds = time.perf_counter() - start
+                results.setdefault(name, []).append(summary(name, seconds, recs))
+                results.setdefault(name + "_msgs", {}).update({r["id"]: r["messages"] for r in recs})
+        same = sum(results["ours_msgs"][i] == m for i, m in results["barrier_msgs"].items())
+        ratios = [b["seconds"] / o["seconds"] for b, o in zip(results["barrier"], results["ours"], strict=True)]
+        print(f"identical trajectories in both runs: {same}/{len(results['barrier_msgs'])}")
+        print("speed-up (barrier time / ours): " + ", ".join(f"{r:.2f}x" for r in ratios))
+    finally:
+        backend.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--world", default=os.environ.get("TINY_WORLD", str(ROOT / "runs" / "test_world")))
+    ap.add_argument("--work", default=str(ROOT / "runs" / "bench_generate"))
+    ap.add_argument("--model", default=None, help="a model that writes programs (default: tune the tiny one)")
+    ap.add_argument("--tune-steps", type=int, default=300)
+    ap.add_argument("--problems", type=int, default=96)
+    ap.add_argument("--n", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="each round runs both; the order alternates")
+    args = ap.parse_args()
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
