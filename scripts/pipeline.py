@@ -79,6 +79,7 @@ class EvalSet:
     name: str = "test"
     path: str = "{world}/data/test.jsonl"
     data_name: str = "gsm8k"
+    limit: int = field(default=-1, metadata={"help": "evaluate on the first N problems; -1: all"})
 
 
 @dataclass
@@ -92,11 +93,14 @@ class EvalConfig:
 class PipelineConfig:
     name: str = field(default="tiny_cpu", metadata={"help": "run folder: runs/<name>"})
     label: str = field(default="M-DPO", metadata={"help": "row label in the tables"})
+    paper_model: str = field(default="", metadata={"help": (
+        "the paper's base model this run reproduces (e.g. gemma-1.1-it-7b): its published numbers go beside ours")})
     runs_dir: str = "runs"
     iterations: int = 3  # paper: three iterations
     prompts: list[str] = field(default_factory=lambda: ["{world}/data/train.jsonl"],
                                metadata={"help": "one prompt file per iteration, or one file split evenly"})
     prompts_data_name: str = "gsm8k"
+    prompts_per_iteration: int = field(default=-1, metadata={"help": "cap on each iteration's prompts; -1: all"})
     world: WorldConfig = field(default_factory=WorldConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
@@ -121,13 +125,14 @@ class Runner:
     def stage(self, out_dir: Path, title: str, cmd: list[str], env: dict | None = None) -> None:
         done = out_dir / ".done"
         if done.exists():
-            print(f"[skip] {title}: done ({out_dir.relative_to(ROOT)})")
+            print(f"[skip] {title}: done ({out_dir})")
             return
         line = " ".join(shlex.quote(c) for c in cmd)
         if self.dry_run:
             print(f"# {title}\n{line}\n")
             return
         out_dir.mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "a") as fh:
             fh.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {title}\n{line}\n")
         print(f"[run ] {title}", flush=True)
@@ -166,6 +171,10 @@ class Runner:
             return files[t - 1], []
         if len(files) != 1:
             sys.exit(f"pipeline: 'prompts' needs 1 file or {self.cfg.iterations} files, got {len(files)}")
+        if not Path(files[0]).exists():
+            if self.dry_run:  # the world is built by an earlier stage: its size is not known yet
+                return files[0], [f"data.start=<share {t - 1}>", f"data.end=<share {t}>"]
+            sys.exit(f"pipeline: prompt file {files[0]} does not exist")
         with open(files[0]) as fh:
             n = sum(1 for line in fh if line.strip())
         share = n // self.cfg.iterations  # paper: disjoint prompt sets per iteration
@@ -175,7 +184,7 @@ class Runner:
                  overrides: list[str]) -> Path:
         file = out / "trajectories.jsonl"
         self.stage(out, title, self.py("inference", "-m", "inference.generate", "--config", cfg,
-                                       f"model={model}", f"data.path={data}", f"data.data_name={data_name}",
+                                       f"model={model}", f"data.path={data}", f"data.name={data_name}",
                                        f"output={file}", *overrides))
         return file
 
@@ -188,7 +197,7 @@ class Runner:
         for s in e.sets:
             out = self.run_dir / "eval" / tag / s.name
             file = self.generate(out / "generate", f"evaluate {tag} on {s.name}: generate", model,
-                                 self.path(s.path), s.data_name, e.config, e.overrides)
+                                 self.path(s.path), s.data_name, e.config, [f"data.limit={s.limit}", *e.overrides])
             self.grade(out / "grade", f"evaluate {tag} on {s.name}: grade", [file])
 
     def iteration(self, t: int, current: str, previous: str | None, sft: str) -> str:
@@ -202,7 +211,8 @@ class Runner:
         for source, model, n in plan:
             file = self.generate(it / "generate" / source, f"iteration {t}: generate ({source} model)", model,
                                  data, self.cfg.prompts_data_name, g.config,
-                                 [*slice_overrides, f"sampling.n={n}", f"sampling.seed={1000 * t}",
+                                 [*slice_overrides, f"data.limit={self.cfg.prompts_per_iteration}",
+                                  f"sampling.n={n}", f"sampling.seed={1000 * t}",
                                   f"source={source}", *g.overrides])
             runs.append({"path": str(file), "source": source, "max_samples_per_prompt": n})
         self.grade(it / "grade", f"iteration {t}: grade", [Path(r["path"]) for r in runs])

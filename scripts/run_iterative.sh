@@ -11,6 +11,6 @@ if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
   [ -x .venv-inference/bin/python ] && exec .venv-inference/bin/python scripts/pipeline.py --help
   sed -n '2,8p' "$0"; exit 0
 fi
-[ -x .venv-inference/bin/python ] || { echo "run_iterative: no environments yet: bash scripts/setup_envs.sh" >&2; exit 1; }
+case " $* " in *" --dry-run "*) ;; *) bash scripts/setup_envs.sh ;; esac  # idempotent: seconds when ready
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0} TOKENIZERS_PARALLELISM=false
 exec .venv-inference/bin/python scripts/pipeline.py "$@"

@@ -43,7 +43,7 @@ fi
 [ "$ONLY" = all ] || [ "$ONLY" = inference ] && run inference .venv-inference formats/tests inference/tests
 [ "$ONLY" = all ] || [ "$ONLY" = alignment ] && run alignment .venv-alignment alignment_algorithms/tests
 [ "$ONLY" = all ] || [ "$ONLY" = sft ] && run sft .venv-sft SFT/tests
-[ "$ONLY" = all ] || [ "$ONLY" = pipeline ] && run pipeline .venv-alignment tests
+[ "$ONLY" = all ] || [ "$ONLY" = pipeline ] && run pipeline .venv-inference tests
 
 # One closing line over all stages.
 .venv-inference/bin/python - "$REPORTS" <<'PY'

@@ -1,0 +1,118 @@
+"""The iterative pipeline: configs, stage order, resumption, reference choice, and the tables."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import make_tables  # noqa: E402
+import pipeline  # noqa: E402
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_experiment_configs_parse_and_name_existing_stage_configs(path):
+    cfg = pipeline.load(str(path), [])
+    for stage_cfg in (cfg.sft.config, cfg.generate.config, cfg.grade.config, cfg.pairs.config,
+                      cfg.train.config, cfg.evaluate.config):
+        assert (ROOT / stage_cfg).exists(), f"{path.name}: {stage_cfg} does not exist"
+    assert cfg.train.config.split("/")[-1].startswith(cfg.train.algorithm)
+
+
+def test_unknown_key_in_experiment_config_is_an_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntrain:\n  refrence: sft\n")
+    with pytest.raises(SystemExit, match=r"line 3: unknown field 'train.refrence' \(did you mean 'train.reference'"):
+        pipeline.load(str(bad), [])
+
+
+def dry_run(tmp_path, *overrides):
+    cmd = [sys.executable, str(ROOT / "scripts" / "pipeline.py"), str(ROOT / "configs" / "tiny_cpu.yaml"),
+           f"runs_dir={tmp_path}", *overrides, "--dry-run"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return [line[2:] for line in proc.stdout.splitlines() if line.startswith("# ")], proc.stdout
+
+
+def test_dry_run_orders_the_stages_of_algorithm_1(tmp_path):
+    titles, out = dry_run(tmp_path)
+    assert titles[:3] == ["build the tiny world", "SFT", "evaluate sft on tiny_test: generate"]
+    it2 = titles.index("iteration 2: generate (current model)")
+    assert titles[it2 + 1] == "iteration 2: generate (previous model)"  # mixture sampling
+    assert "iteration 1: generate (previous model)" not in titles  # the SFT model has no predecessor
+    assert titles[-1] == "evaluate iter3 on tiny_test: grade"
+    assert sum(t.endswith(": MDPO") for t in titles) == 3
+    # iteration 2 trains from iteration 1's model against it as the reference (paper: updated reference)
+    line = next(x for x in out.splitlines() if "run_mdpo.py" in x and "iter2/train" in x)
+    assert "--model_name_or_path " + str(tmp_path / "tiny_cpu/iter1/train/model") in line
+    assert "--ref_model_name_or_path " + str(tmp_path / "tiny_cpu/iter1/train/model") in line
+
+
+def test_fixed_reference_and_disjoint_prompt_shares(tmp_path, tiny_world):
+    _, out = dry_run(tmp_path, "train.reference=sft", "train.algorithm=mkto",
+                     "train.config=alignment_algorithms/configs/mkto_tiny_cpu.yaml",
+                     f"prompts=[{tiny_world}/data/train.jsonl]")
+    lines = [x for x in out.splitlines() if "run_mkto.py" in x]
+    assert len(lines) == 3
+    assert all("--ref_model_name_or_path " + str(tmp_path / "tiny_cpu/sft/model") in x for x in lines)
+    assert all("/pairs/data/kto" in x for x in lines)
+    gens = [x for x in out.splitlines() if "inference.generate" in x and "source=current" in x]
+    n = 3000 // 3  # the tiny world's 3000 training prompts, one disjoint share per iteration
+    for t, line in enumerate(gens, start=1):
+        assert f"data.start={n * (t - 1)} data.end={n * t}" in line
+
+
+def test_finished_stages_are_skipped(tmp_path):
+    cfg = pipeline.load(str(ROOT / "configs" / "tiny_cpu.yaml"), [f"runs_dir={tmp_path}"])
+    runner = pipeline.Runner(cfg, dry_run=False)
+    out = tmp_path / "stage"
+    marker = tmp_path / "ran"
+    cmd = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"]
+    runner.stage(out, "demo", cmd)
+    runner.stage(out, "demo", cmd)
+    assert marker.read_text() == "x" and (out / ".done").exists()
+    with pytest.raises(SystemExit, match="re-run the same command to resume"):
+        runner.stage(tmp_path / "bad", "failing", [sys.executable, "-c", "raise SystemExit(3)"])
+    assert not (tmp_path / "bad" / ".done").exists()
+
+
+def fake_run(root: Path, name: str, label: str, accs: dict[str, float], paper_model: str = "") -> Path:
+    run = root / name
+    sets = [{"name": "gsm8k", "path": "x", "data_name": "gsm8k", "limit": -1},
+            {"name": "math", "path": "y", "data_name": "math", "limit": -1}]
+    cfg = {"name": name, "label": label, "iterations": 3, "evaluate": {"sets": sets}, "paper_model": paper_model}
+    run.mkdir(parents=True)
+    (run / "config.resolved.yaml").write_text(yaml.safe_dump(cfg))
+    for tag, acc in accs.items():
+        for s, delta in (("gsm8k", 30.0), ("math", 0.0)):
+            d = run / "eval" / tag / s / "generate"
+            d.mkdir(parents=True)
+            m = {"accuracy": {"paper": acc + delta, "strict": acc + delta - 1}}
+            (d / "trajectories.metrics.json").write_text(json.dumps(m))
+    return run
+
+
+def test_tables_follow_the_paper_layout(tmp_path):
+    main = fake_run(tmp_path, "main", "M-DPO", {"sft": 46.0, "iter1": 49.0, "iter2": 50.0, "iter3": 51.0},
+                    paper_model="gemma-1.1-it-7b")
+    kto = fake_run(tmp_path, "kto", "Iterative M-KTO", {"iter3": 49.5})
+    png = tmp_path / "acc.png"
+    make_tables.main([str(main), str(kto), "--plot", str(png)])
+    text = (main / "tables.md").read_text()
+    paper, strict = text.split("strict grader")
+    assert "| method | gsm8k | math | average | paper GSM8K | paper MATH |" in paper
+    assert "| SFT | 76.0 | 46.0 | 61.0 | 77.5 | 46.1 |" in paper
+    assert "| M-DPO iteration 3 | 81.0 | 51.0 | 66.0 | 83.9 | 51.2 |" in paper
+    assert "| Iterative M-KTO | 79.5 | 49.5 | 64.5 | 82.1 | 49.5 |" in paper
+    assert "| SFT | 75.0 | 45.0 | 60.0 |" in strict
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_evaluations_show_as_dashes(tmp_path):
+    run = fake_run(tmp_path, "partial", "M-DPO", {"sft": 40.0})
+    make_tables.main([str(run), "--plot", str(tmp_path / "p.png")])
+    assert "| M-DPO iteration 2 | — | — | — |" in (run / "tables.md").read_text()
