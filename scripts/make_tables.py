@@ -71,7 +71,8 @@ def table(runs: list[Path], grader: str) -> tuple[str, list[tuple[str, dict]]]:
         avg = sum(done) / len(done) if done and len(done) == len(vals) else None
         cells = [label, *("—" if v is None else f"{v:.1f}" for v in vals), "—" if avg is None else f"{avg:.1f}"]
         if published:
-            paper = published.get(label)
+            paper = published.get(label) or published.get(label.rsplit(" iteration ", 1)[0]
+                                                          if label.endswith(f" {cfg0['iterations']}") else "")
             cells += [f"{paper[0]:.1f}", f"{paper[1]:.1f}"] if paper else ["", ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), rows

@@ -71,14 +71,19 @@ class TrainConfig:
     config: str = "alignment_algorithms/configs/mdpo_tiny_cpu.yaml"
     # paper: the reference is updated to the previous iteration's model (better than fixed)
     reference: Literal["previous", "sft"] = "previous"
+    launcher: list[str] = field(default_factory=list, metadata={"help": (
+        "command before the script, from the alignment environment's bin/: e.g. [accelerate, launch, "
+        "--config_file, alignment_algorithms/accelerate/zero2.yaml]; empty: python")})
     overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
 class EvalSet:
     name: str = "test"
-    path: str = "{world}/data/test.jsonl"
+    path: str = field(default="{world}/data/test.jsonl", metadata={"help": "local JSONL or Hub data set id"})
     data_name: str = "gsm8k"
+    split: str = "test"
+    hub_config: str | None = None
     limit: int = field(default=-1, metadata={"help": "evaluate on the first N problems; -1: all"})
 
 
@@ -99,7 +104,8 @@ class PipelineConfig:
     iterations: int = 3  # paper: three iterations
     prompts: list[str] = field(default_factory=lambda: ["{world}/data/train.jsonl"],
                                metadata={"help": "one prompt file per iteration, or one file split evenly"})
-    prompts_data_name: str = "gsm8k"
+    prompts_data_name: str = field(default="gsm8k", metadata={"help": "gsm8k, math, or a name for rows with gt"})
+    prompts_split: str = "train"
     prompts_per_iteration: int = field(default=-1, metadata={"help": "cap on each iteration's prompts; -1: all"})
     world: WorldConfig = field(default_factory=WorldConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -180,12 +186,12 @@ class Runner:
         share = n // self.cfg.iterations  # paper: disjoint prompt sets per iteration
         return files[0], [f"data.start={share * (t - 1)}", f"data.end={share * t}"]
 
-    def generate(self, out: Path, title: str, model: str, data: str, data_name: str, cfg: str,
+    def generate(self, out: Path, title: str, model: str, data: str, data_name: str, split: str, cfg: str,
                  overrides: list[str]) -> Path:
         file = out / "trajectories.jsonl"
         self.stage(out, title, self.py("inference", "-m", "inference.generate", "--config", cfg,
                                        f"model={model}", f"data.path={data}", f"data.name={data_name}",
-                                       f"output={file}", *overrides))
+                                       f"data.split={split}", f"output={file}", *overrides))
         return file
 
     def grade(self, out: Path, title: str, files: list[Path]) -> None:
@@ -197,7 +203,8 @@ class Runner:
         for s in e.sets:
             out = self.run_dir / "eval" / tag / s.name
             file = self.generate(out / "generate", f"evaluate {tag} on {s.name}: generate", model,
-                                 self.path(s.path), s.data_name, e.config, [f"data.limit={s.limit}", *e.overrides])
+                                 self.path(s.path), s.data_name, s.split, e.config,
+                                 [f"data.limit={s.limit}", f"data.hub_config={s.hub_config or 'null'}", *e.overrides])
             self.grade(out / "grade", f"evaluate {tag} on {s.name}: grade", [file])
 
     def iteration(self, t: int, current: str, previous: str | None, sft: str) -> str:
@@ -210,7 +217,7 @@ class Runner:
             plan.append(("previous", previous, g.samples_previous))
         for source, model, n in plan:
             file = self.generate(it / "generate" / source, f"iteration {t}: generate ({source} model)", model,
-                                 data, self.cfg.prompts_data_name, g.config,
+                                 data, self.cfg.prompts_data_name, self.cfg.prompts_split, g.config,
                                  [*slice_overrides, f"data.limit={self.cfg.prompts_per_iteration}",
                                   f"sampling.n={n}", f"sampling.seed={1000 * t}",
                                   f"source={source}", *g.overrides])
@@ -224,10 +231,13 @@ class Runner:
         model_out = it / "train" / "model"
         reference = current if tr.reference == "previous" else sft
         subset = "dpo" if tr.algorithm == "mdpo" else "kto"
-        self.stage(it / "train", f"iteration {t}: {tr.algorithm.upper()}", self.py(
-            "alignment", f"alignment_algorithms/run_{tr.algorithm}.py", "--config", tr.config,
+        script = f"alignment_algorithms/run_{tr.algorithm}.py"
+        launch = ([str(VENV["alignment"] / "bin" / tr.launcher[0]), *tr.launcher[1:], script] if tr.launcher
+                  else self.py("alignment", script))
+        self.stage(it / "train", f"iteration {t}: {tr.algorithm.upper()}", [
+            *launch, "--config", tr.config,
             "--model_name_or_path", current, "--ref_model_name_or_path", reference,
-            "--dataset_path", str(pairs / "data" / subset), "--output_dir", str(model_out), *tr.overrides))
+            "--dataset_path", str(pairs / "data" / subset), "--output_dir", str(model_out), *tr.overrides])
         return str(model_out)
 
     def run(self) -> None:
@@ -245,8 +255,22 @@ class Runner:
             subprocess.run(self.py("inference", "scripts/make_tables.py", str(self.run_dir)), cwd=ROOT, check=False)
 
 
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load(path: str, overrides: list[str]) -> PipelineConfig:
+    """A config may start from another (`base: configs/x.yaml`) and change only what differs."""
     data, lines = load_yaml(path)
+    if "base" in data:
+        base_path = ROOT / data.pop("base")
+        base, _ = load_yaml(base_path)
+        if "base" in base:
+            sys.exit(f"pipeline: {path}: {base_path} has a base of its own; one level only")
+        data = _merge(base, data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
