@@ -53,6 +53,8 @@ def run_rows(run: Path, grader: str, first: bool) -> tuple[list[tuple[str, dict]
             label = f"{cfg['label']} iteration {tag[4:]}"
         else:
             label = cfg["label"]
+        if (run / tag / "train" / "NO_DATA").exists():
+            label += " (no preference data: model unchanged)"
         rows.append((label, scores))
     return rows, cfg
 

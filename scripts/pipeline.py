@@ -231,6 +231,15 @@ class Runner:
         model_out = it / "train" / "model"
         reference = current if tr.reference == "previous" else sft
         subset = "dpo" if tr.algorithm == "mdpo" else "kto"
+        stats = pairs / "data" / "stats.json"
+        if not self.dry_run and json.loads(stats.read_text())[subset]["rows"] == 0:
+            # A tiny model can fail every prompt: no preference signal, so nothing to train on.
+            note = (f"iteration {t}: the preference data has no {subset} rows (see {stats}); "
+                    "the model is carried over unchanged")
+            print(f"[warn] {note}", flush=True)
+            (it / "train").mkdir(parents=True, exist_ok=True)
+            (it / "train" / "NO_DATA").write_text(note + "\n")
+            return current
         script = f"alignment_algorithms/run_{tr.algorithm}.py"
         launch = ([str(VENV["alignment"] / "bin" / tr.launcher[0]), *tr.launcher[1:], script] if tr.launcher
                   else self.py("alignment", script))

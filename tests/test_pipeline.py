@@ -112,7 +112,11 @@ def test_tables_follow_the_paper_layout(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_missing_evaluations_show_as_dashes(tmp_path):
-    run = fake_run(tmp_path, "partial", "M-DPO", {"sft": 40.0})
+def test_missing_evaluations_show_as_dashes_and_untrained_iterations_are_marked(tmp_path):
+    run = fake_run(tmp_path, "partial", "M-DPO", {"sft": 40.0, "iter1": 40.0})
+    (run / "iter1" / "train").mkdir(parents=True)
+    (run / "iter1" / "train" / "NO_DATA").write_text("no pairs\n")
     make_tables.main([str(run), "--plot", str(tmp_path / "p.png")])
-    assert "| M-DPO iteration 2 | — | — | — |" in (run / "tables.md").read_text()
+    text = (run / "tables.md").read_text()
+    assert "| M-DPO iteration 2 | — | — | — |" in text
+    assert "| M-DPO iteration 1 (no preference data: model unchanged) | 70.0 | 40.0 | 55.0 |" in text
