@@ -125,7 +125,8 @@ async def main_async(args) -> None:
             "data": {"path": str(world / "data" / "test.jsonl"), "name": "gsm8k", "limit": args.problems},
             "sampling": {"temperature": 1.0, "n": args.n, "seed": 0},
             "backend": {"dtype": "float32", "enforce_eager": True, "max_model_len": 2048,
-                        "cpu_kvcache_space_gib": 2}}
+                        "cpu_kvcache_space_gib": 2},
+            "sandbox": {"mode": args.sandbox_mode}}
     backend = VLLMBackend(build(BackendConfig, base["backend"], "bench"), str(model), None,
                           load_tokenizer(build(GenerateConfig, {**base, "output": "-"}, "bench"))[0], 0)
     try:
@@ -167,6 +168,8 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=96)
     ap.add_argument("--n", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2, help="each round runs both; the order alternates")
+    ap.add_argument("--sandbox-mode", default="persistent", choices=["persistent", "replay"],
+                    help="replay: the reference's executor semantics (every turn re-runs earlier cells)")
     args = ap.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
     asyncio.run(main_async(args))

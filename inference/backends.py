@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Literal
@@ -93,6 +95,65 @@ def turn_text(tokenizer, token_ids: list[int], req: TurnRequest) -> tuple[str, s
     return text, finish
 
 
+# Run by OrphanGuard's watchdog: stdin ends without a byte = the parent died unannounced.
+_GUARD = """
+import sys, psutil
+if sys.stdin.buffer.read(1):
+    sys.exit(0)
+procs = []
+for arg in sys.argv[1:]:
+    pid, created = arg.split("@")
+    try:
+        p = psutil.Process(int(pid))
+        if abs(p.create_time() - float(created)) < 0.01:
+            procs.append(p)
+    except psutil.Error:
+        pass
+for p in procs:
+    try:
+        p.terminate()
+    except psutil.Error:
+        pass
+for p in psutil.wait_procs(procs, timeout=5)[1]:
+    try:
+        p.kill()
+    except psutil.Error:
+        pass
+"""
+
+
+class OrphanGuard:
+    """vLLM's engine processes outlive a SIGKILLed parent (holding its GPUs, so a re-run could
+    not start). A watchdog process holds a pipe from this one; if the pipe closes without a
+    goodbye, it ends the processes started since `before` (multiprocessing's resource tracker
+    excepted: it cleans up after them)."""
+
+    def __init__(self, before: set[int]):
+        import psutil
+
+        started = []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline()):
+                    started.append(f"{p.pid}@{p.create_time()}")
+            except psutil.Error:
+                continue
+        self.proc = subprocess.Popen([sys.executable, "-c", _GUARD, *started], stdin=subprocess.PIPE,
+                                     start_new_session=True)
+
+    @staticmethod
+    def snapshot() -> set[int]:
+        import psutil
+
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+
+    def release(self) -> None:
+        """A clean exit: the watchdog leaves without touching anything."""
+        self.proc.stdin.write(b"x")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
 class VLLMBackend:
     def __init__(self, cfg: BackendConfig, model: str, tokenizer_path: str | None, tokenizer, seed: int):
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -111,11 +172,13 @@ class VLLMBackend:
             gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
             max_model_len=cfg.max_model_len, enable_prefix_caching=cfg.enable_prefix_caching,
             disable_log_stats=True, **cpu, **({"max_num_seqs": cfg.max_num_seqs} if cfg.max_num_seqs else {}))
+        before = OrphanGuard.snapshot()
         try:
             self.engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:
             raise BackendError(f"vLLM could not start an engine for {model!r}: "
                                f"{type(exc).__name__}: {exc}", fatal=True) from exc
+        self.guard = OrphanGuard(before)
         self.max_model_len = self.engine.model_config.max_model_len
         self.dp = cfg.data_parallel_size
         self.tokenizer = tokenizer
@@ -151,6 +214,7 @@ class VLLMBackend:
     def close(self) -> None:
         self.engine.shutdown()
         del self.engine  # its __del__ shuts down again: now, not at interpreter exit
+        self.guard.release()
 
 
 class OpenAIBackend:
