@@ -400,6 +400,8 @@ async def _drive(cfg: GenerateConfig, todo: list[tuple[Problem, int]], fmt: Prom
 
     try:
         with Sandbox(cfg.sandbox) as sandbox:
+            # Isolated workers get ready while the model writes the first turns (benchmarks/RESULTS.md).
+            sandbox.prestart(min(cfg.max_active, len(todo)))
             tools = Tools(sandbox, cfg.max_active)
             try:
                 async with asyncio.TaskGroup() as group:  # a fatal error cancels every worker
