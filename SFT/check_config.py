@@ -173,7 +173,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> tuple[dict, dict[KeyPat
     text = Path(path).read_text(encoding="utf-8")
     cfg = yaml.safe_load(text) or {}
     if not isinstance(cfg, dict):
-        raise SystemExit(f"{path}: expected a YAML mapping at the top level")
+        raise ValueError(f"{path}: expected a YAML mapping at the top level")
     lines: dict[KeyPath, int | str] = dict(key_lines(text))
     for item in overrides:
         key = item.partition("=")[0].split(".")
@@ -188,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpus", type=int, default=None,
                     help="check as on a node of this many A100s (default: the machine running this)")
     args = ap.parse_args(argv)
-    cfg, lines = load(args.config, args.overrides)
+    try:
+        cfg, lines = load(args.config, args.overrides)
+    except (ValueError, OSError, yaml.YAMLError) as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 1
     caps = gpu_node(args.gpus) if args.gpus else this_machine()
     problems = check(cfg, args.config, lines, caps)
     for p in problems:

@@ -24,7 +24,6 @@ from formats import FormatError
 from formats import sft as sft_format
 from SFT.check_config import check, load, this_machine
 from SFT.finish_run import MARKER
-from SFT.overrides import OverrideError
 
 RESOLVED_NAME = "sft_config.yaml"
 
@@ -53,9 +52,9 @@ def check_local_data(cfg: dict) -> list[str]:
     """Problems in local SFT JSONL files (messages layout of formats/sft.py)."""
     problems = []
     for ds in cfg.get("datasets") or []:
-        path = Path(str(ds.get("path", "")))
-        if (ds.get("type") == "chat_template" and ds.get("field_messages", "messages") == "messages"
-                and path.is_file() and path.suffix in (".jsonl", ".json")):
+        path = Path(str(ds.get("path", ""))) if isinstance(ds, dict) else Path()
+        if (path.is_file() and ds.get("type") == "chat_template" and ds.get("field_messages", "messages") == "messages"
+                and path.suffix in (".jsonl", ".json")):
             try:
                 n = sum(1 for _ in sft_format.read(path))
             except FormatError as exc:
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     try:
         cfg, lines = load(args.config, args.overrides)
-    except (OverrideError, OSError, yaml.YAMLError) as exc:
+    except (ValueError, OSError, yaml.YAMLError) as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return 1
     cfg = resolve_paths(cfg)

@@ -1,0 +1,146 @@
+"""The tiny config trained on CPU through SFT/train.sh (one shared run): the prepared data masks
+every user and observation token, the saved model loads in transformers and vLLM, a finished
+output directory is not trained again, and an interrupted run resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+import torch
+import yaml
+from datasets import load_from_disk
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from formats import sft as sft_format
+from SFT.tests.conftest import TEST_STEPS
+from SFT.tests.helpers import CONFIGS, ROOT, run_train
+from SFT.tests.labels import IGNORE, expected_labels
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_finishes_with_a_marker_a_lower_loss_and_its_config(tiny_run, tiny_world):
+    marker = json.loads((tiny_run.out / "sft_complete.json").read_text())
+    assert marker["global_step"] == TEST_STEPS
+    assert marker["final_loss"] < 0.6 * marker["first_loss"], marker
+    resolved = yaml.safe_load((tiny_run.out / "sft_config.yaml").read_text())
+    assert resolved["output_dir"] == str(tiny_run.out)
+    assert resolved["datasets"][0]["path"] == str(tiny_world / "data" / "sft.jsonl")
+    assert resolved["base_model"] == str(tiny_world / "model") and resolved["max_steps"] == TEST_STEPS
+    assert "s/it]" in tiny_run.log or "it/s]" in tiny_run.log  # the progress bar
+    assert list((tiny_run.out / "runs").rglob("events.out.tfevents*"))  # tensorboard logs
+
+
+def test_prepared_data_trains_exactly_the_assistant_turns(tiny_run, tiny_world):
+    tok = AutoTokenizer.from_pretrained(tiny_world / "model")
+    records = [r["messages"] for r in itertools.islice(sft_format.read(tiny_world / "data" / "sft.jsonl"), 1000)]
+    expected = {}
+    for messages in records:
+        ids, labels = expected_labels(tok, messages, "<end_of_turn>")
+        expected[tuple(ids)] = labels
+    [prepared] = [p for p in (tiny_run.out / "prepared").iterdir() if p.is_dir()]
+    ds = load_from_disk(str(prepared))
+    assert len(ds) == len(records)
+    observations = 0
+    for row in ds:
+        ids, labels = row["input_ids"], row["labels"]
+        assert labels == expected[tuple(ids)]
+        trained = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE])
+        masked = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab == IGNORE])
+        assert "```python" in trained and "\\boxed{" in trained and trained.count("<end_of_turn>") >= 2
+        assert "```output" not in trained and "How many" not in trained
+        observations += masked.count("```output")
+    assert observations >= len(ds)  # every trajectory has at least one observation, all masked
+
+
+def test_saved_model_loads_in_transformers_with_its_chat_template(tiny_run, tiny_world):
+    out = tiny_run.out
+    assert not list(out.glob("*.bin"))
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.chat_template == AutoTokenizer.from_pretrained(tiny_world / "model").chat_template
+    model = AutoModelForCausalLM.from_pretrained(out)
+    base = load_file(tiny_world / "model" / "model.safetensors")
+    trained = model.state_dict()
+    assert any(not torch.equal(trained[k], v) for k, v in base.items() if k in trained)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Ava has 12 pens. How many pens?"}],
+                                     add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    gen = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    assert gen.shape[1] == prompt["input_ids"].shape[1] + 8 or tok.convert_ids_to_tokens(
+        int(gen[0, -1])) in ("<end_of_turn>", "<eos>")
+
+
+VLLM_LOAD = textwrap.dedent("""
+    import json, sys
+    from vllm import LLM, SamplingParams
+    if __name__ == "__main__":
+        llm = LLM(model=sys.argv[1], enforce_eager=True, max_model_len=512, seed=0)
+        prompt = llm.get_tokenizer().apply_chat_template(
+            [{"role": "user", "content": "Ava has 12 pens. How many pens?"}], tokenize=False,
+            add_generation_prompt=True)
+        out = llm.generate([prompt], SamplingParams(max_tokens=8, temperature=0))[0].outputs[0]
+        print("RESULT " + json.dumps({"token_ids": list(out.token_ids), "text": out.text}))
+""")
+
+
+def test_saved_model_loads_in_vllm(tiny_run, tmp_path):
+    python = ROOT / ".venv-inference" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no inference environment (.venv-inference) to run vLLM in")
+    script = tmp_path / "vllm_load.py"
+    script.write_text(VLLM_LOAD)
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_CACHE_ROOT=str(tmp_path / "vllm-cache"),
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run([str(python), str(script), str(tiny_run.out)], env=env, text=True,
+                          capture_output=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    [line] = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    result = json.loads(line.removeprefix("RESULT "))
+    assert result["token_ids"], result
+
+
+def test_running_again_on_a_finished_output_is_a_no_op(tiny_run):
+    before = {p: p.stat().st_mtime_ns for p in tiny_run.out.rglob("*")}
+    proc = run_train(str(CONFIGS / "tiny_cpu.yaml"), *tiny_run.overrides, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "nothing to do" in proc.stdout and "training with" not in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in tiny_run.out.rglob("*")} == before
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_run, tmp_path):
+    out = tmp_path / "resumed"
+    shutil.copytree(tiny_run.out, out)
+    # As if stopped after step 20: no step-40 checkpoint, no final weights, no marker.
+    shutil.rmtree(out / f"checkpoint-{TEST_STEPS}")
+    (out / "model.safetensors").unlink()
+    (out / "sft_complete.json").unlink()
+    overrides = [o for o in tiny_run.overrides if not o.startswith("output_dir=")] + [f"output_dir={out}"]
+    proc = run_train(str(CONFIGS / "tiny_cpu.yaml"), *overrides)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert f"resume from checkpoint at {out / 'checkpoint-20'}" in log
+    # Only steps 21..40 ran (the progress bar starts past the checkpoint), and they changed the weights.
+    assert f"| 21/{TEST_STEPS} [" in log and f"| 1/{TEST_STEPS} [" not in log
+    marker = json.loads((out / "sft_complete.json").read_text())
+    assert marker["global_step"] == TEST_STEPS
+    at_20 = load_file(out / "checkpoint-20" / "model.safetensors")
+    assert any(not torch.equal(at_20[k], v) for k, v in load_file(out / "model.safetensors").items())
+    # Not bit-identical to the uninterrupted run (the packed batches after a resume differ), but as far.
+    original = json.loads((tiny_run.out / "sft_complete.json").read_text())
+    assert abs(marker["final_loss"] - original["final_loss"]) < 0.25 * original["final_loss"]
+
+
+def test_finish_refuses_a_run_that_stopped_early(tiny_run, tmp_path):
+    from SFT.finish_run import UnfinishedRun, finish
+
+    out = tmp_path / "stopped"
+    shutil.copytree(tiny_run.out, out, ignore=shutil.ignore_patterns(f"checkpoint-{TEST_STEPS}", "sft_complete.json"))
+    with pytest.raises(UnfinishedRun, match=f"stopped at step 20 of {TEST_STEPS}"):
+        finish(out)
+    assert not (out / "sft_complete.json").exists()
