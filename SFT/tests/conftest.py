@@ -3,28 +3,19 @@ that needs a trained model (axolotl's start-up alone takes a minute here)."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from SFT.tests.helpers import CONFIGS, ROOT, run_train, world_overrides
+from SFT.tests.helpers import CONFIGS, run_train, world_overrides
 
 # Test-sized run: 40 steps on 1000 trajectories, a checkpoint every 20 (the resume test restarts
 # from the first). The config itself is sized for convergence; see SFT/README.md.
 TEST_STEPS = 40
 TEST_OVERRIDES = ["datasets.0.split=train[:1000]", f"max_steps={TEST_STEPS}", "saves_per_epoch=null",
                   "save_steps=20", "save_total_limit=2", "warmup_steps=5", "logging_steps=5"]
-
-
-@pytest.fixture(scope="session")
-def tiny_world() -> Path:
-    path = Path(os.environ.get("TINY_WORLD", ROOT / "runs" / "test_world"))
-    if not (path / "WORLD.json").exists():
-        pytest.fail(f"no tiny world at {path}: run `bash scripts/test.sh sft` (it builds one)")
-    return path
 
 
 @dataclass

@@ -1,10 +1,11 @@
+"""The one fixture every stage's tests share; pytest loads this file for all of them."""
+
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
@@ -13,8 +14,3 @@ def tiny_world() -> Path:
     if not (path / "WORLD.json").exists():
         pytest.fail(f"no tiny world at {path}: run `bash scripts/test.sh` (it builds one)")
     return path
-
-
-@pytest.fixture(scope="session")
-def python_exe() -> str:
-    return sys.executable
