@@ -15,6 +15,11 @@ command after an interruption, even SIGKILL, completes the file with no duplicat
     python -m inference.generate --config inference/configs/generate_tiny.yaml
     python -m inference.generate --config inference/configs/generate_gemma_eval.yaml \\
         model=runs/iter3/model output=runs/eval/gsm8k.jsonl
+
+Several runs of one model can share one engine, which then starts once (minutes for a 7B model on
+a GPU node, tens of seconds on CPU); the pipeline runs each model's evaluation and its sampling
+for the next iterations this way. Each run has its own config, overrides and output:
+    python -m inference.generate --config eval.yaml output=a.jsonl --and --config collect.yaml output=b.jsonl
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from inference.prompts import PromptError, PromptFormat, make_format, observatio
 from inference.sandbox import Sandbox, SandboxConfig, Session
 
 log = logging.getLogger("inference.generate")
+SEPARATOR = "--and"  # between the argument lists of runs that share one engine
 
 
 @dataclass
@@ -340,39 +346,73 @@ class RunStats:
                 f"generated tok/s); stop reasons: {dict(self.stop_reasons)}")
 
 
+@dataclass
+class Job:
+    """One run's config, its output file, and the (problem, sample) pairs it still lacks."""
+
+    cfg: GenerateConfig
+    fmt: PromptFormat
+    out: Output
+    todo: list[tuple[Problem, int]]
+
+
+def engine_key(cfg: GenerateConfig) -> str:
+    """Runs that agree on this can share one engine."""
+    return repr((cfg.model, cfg.tokenizer or cfg.model, cfg.backend))
+
+
 async def generate_async(cfg: GenerateConfig, backend=None) -> RunStats:
     """Generate every trajectory missing from `cfg.output`. A `backend` passed in is used and
     left open (tests and benchmarks share one engine); otherwise one is made and closed."""
-    check(cfg)
-    tokenizer, eos_ids = load_tokenizer(cfg)
+    return (await generate_many([cfg], backend))[0]
+
+
+async def generate_many(cfgs: list[GenerateConfig], backend=None) -> list[RunStats]:
+    """Several runs of one model on one engine, side by side (e.g. the test sets and the next
+    iterations' prompts): the engine starts once, and each run's trajectories fill the others' gaps."""
+    for cfg in cfgs:
+        check(cfg)
+    if len({engine_key(c) for c in cfgs}) > 1:
+        raise SystemExit("error: runs sharing one engine must agree on model, tokenizer and backend")
+    outputs = [str(Path(c.output).resolve()) for c in cfgs]
+    if len(set(outputs)) < len(outputs):
+        raise SystemExit("error: two runs write to the same output file")
+    tokenizer, eos_ids = load_tokenizer(cfgs[0])
+    jobs: list[Job] = []
     try:
-        fmt = make_format(cfg.prompt_format, tokenizer, eos_ids, cfg.tokenizer or cfg.model)
-        problems = load_problems(cfg.data)
-    except (PromptError, DataError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    out = Output(cfg.output, cfg.model, sampling_record(cfg), cfg.source)
-    try:
-        todo = [(p, k) for p in problems for k in range(cfg.sampling.n) if f"{p.idx}:{k}" not in out.done]
-        log.info("%d problems x %d samples; %d to generate into %s", len(problems), cfg.sampling.n,
-                 len(todo), out.path)
-        if not todo:
-            return RunStats()
+        for cfg in cfgs:
+            try:
+                fmt = make_format(cfg.prompt_format, tokenizer, eos_ids, cfg.tokenizer or cfg.model)
+                problems = load_problems(cfg.data)
+            except (PromptError, DataError) as exc:
+                raise SystemExit(f"error: {exc}") from None
+            out = Output(cfg.output, cfg.model, sampling_record(cfg), cfg.source)
+            jobs.append(Job(cfg, fmt, out, [(p, k) for p in problems for k in range(cfg.sampling.n)
+                                             if f"{p.idx}:{k}" not in out.done]))
+            log.info("%d problems x %d samples; %d to generate into %s", len(problems), cfg.sampling.n,
+                     len(jobs[-1].todo), out.path)
+        if not any(job.todo for job in jobs):
+            return [RunStats() for _ in jobs]
         own = backend is None
         if own:
-            backend = make_backend(cfg.backend, cfg.model, cfg.tokenizer, tokenizer, cfg.sampling.seed)
+            first = cfgs[0]
+            backend = make_backend(first.backend, first.model, first.tokenizer, tokenizer, first.sampling.seed)
         try:
             if hasattr(backend, "start"):
                 await backend.start()
-            return await _drive(cfg, todo, fmt, backend, out)
+            return list(await asyncio.gather(*(_drive(job, backend, position=i) for i, job in enumerate(jobs))))
         finally:
             if own:
                 backend.close()
     finally:
-        out.close()
+        for job in jobs:
+            job.out.close()
 
 
-async def _drive(cfg: GenerateConfig, todo: list[tuple[Problem, int]], fmt: PromptFormat, backend,
-                 out: Output) -> RunStats:
+async def _drive(job: Job, backend, position: int = 0) -> RunStats:
+    cfg, todo, fmt, out = job.cfg, job.todo, job.fmt, job.out
+    if not todo:
+        return RunStats()
     limits = Limits(cfg.horizon, cfg.sampling.max_tokens_per_turn,
                     cfg.sampling.max_tokens_per_trajectory, backend.max_model_len)
     sampling = sampling_record(cfg)
@@ -381,7 +421,8 @@ async def _drive(cfg: GenerateConfig, todo: list[tuple[Problem, int]], fmt: Prom
         queue.put_nowait(item)
     stats = RunStats()
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")
-    bar = tqdm(total=len(todo), unit="traj", disable=not cfg.progress, dynamic_ncols=True)
+    bar = tqdm(total=len(todo), unit="traj", disable=not cfg.progress, dynamic_ncols=True, position=position,
+               desc=Path(cfg.output).name)
     start = time.monotonic()
     loop = asyncio.get_running_loop()
 
@@ -427,8 +468,12 @@ def check(cfg: GenerateConfig) -> None:
 
 
 def run(cfg: GenerateConfig) -> RunStats:
+    return run_many([cfg])[0]
+
+
+def run_many(cfgs: list[GenerateConfig]) -> list[RunStats]:
     try:
-        return asyncio.run(generate_async(cfg))
+        return asyncio.run(generate_many(cfgs))
     except (BackendError, ExceptionGroup) as exc:
         errors = exc.exceptions if isinstance(exc, ExceptionGroup) else (exc,)
         fatal = [e for e in errors if isinstance(e, BackendError)]
@@ -437,10 +482,22 @@ def run(cfg: GenerateConfig) -> RunStats:
         raise SystemExit(f"error: {fatal[0]} (finished trajectories are saved; re-run to resume)") from None
 
 
+def split_runs(argv: list[str]) -> list[list[str]]:
+    """`A --and B --and C`: the argument lists of runs that share one engine."""
+    runs: list[list[str]] = [[]]
+    for arg in argv:
+        if arg == SEPARATOR:
+            runs.append([])
+        else:
+            runs[-1].append(arg)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = parse_cli(GenerateConfig, argv, __doc__)
-    print(f"{cfg.output}: wrote {run(cfg)}", file=sys.stderr)
+    cfgs = [parse_cli(GenerateConfig, args, __doc__) for args in split_runs(sys.argv[1:] if argv is None else argv)]
+    for cfg, stats in zip(cfgs, run_many(cfgs), strict=True):
+        print(f"{cfg.output}: wrote {stats}", file=sys.stderr)
 
 
 if __name__ == "__main__":

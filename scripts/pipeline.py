@@ -116,6 +116,27 @@ class PipelineConfig:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
 
 
+@dataclass
+class Run:
+    """One generation run: a generate config, its overrides and its output file."""
+
+    title: str
+    config: str
+    output: Path
+    overrides: list[str]
+
+
+def backend_settings(config: str, overrides: list[str]) -> str:
+    """The engine a run needs: its config's `backend` section after its `backend.*` overrides."""
+    path = ROOT / config
+    backend = dict((load_yaml(path)[0].get("backend") or {}) if path.exists() else {})
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        if key.startswith("backend."):
+            backend[key.removeprefix("backend.")] = yaml.safe_load(raw)
+    return json.dumps(backend, sort_keys=True)
+
+
 class Runner:
     """Runs (or prints) stage commands; a finished stage leaves `.done` and is not run again."""
 
@@ -186,42 +207,59 @@ class Runner:
         share = n // self.cfg.iterations  # paper: disjoint prompt sets per iteration
         return files[0], [f"data.start={share * (t - 1)}", f"data.end={share * t}"]
 
-    def generate(self, out: Path, title: str, model: str, data: str, data_name: str, split: str, cfg: str,
-                 overrides: list[str]) -> Path:
-        file = out / "trajectories.jsonl"
-        self.stage(out, title, self.py("inference", "-m", "inference.generate", "--config", cfg,
-                                       f"model={model}", f"data.path={data}", f"data.name={data_name}",
-                                       f"data.split={split}", f"output={file}", *overrides))
-        return file
-
     def grade(self, out: Path, title: str, files: list[Path]) -> None:
         self.stage(out, title, self.py("inference", "-m", "inference.evaluate", "--config", self.cfg.grade.config,
                                        f"files={json.dumps([str(f) for f in files])}", *self.cfg.grade.overrides))
 
-    def evaluate(self, tag: str, model: str) -> None:
+    def collection(self, t: int, source: str, model: str) -> Run:
+        """Sampling on iteration t's prompts by the `source` model of the mixture."""
+        g = self.cfg.generate
+        data, slice_overrides = self.prompt_file(t)
+        n = g.samples_current if source == "current" else g.samples_previous
+        seed = 1000 * t + (0 if source == "current" else 500)
+        out = self.run_dir / f"iter{t}" / "generate" / source / "trajectories.jsonl"
+        return Run(f"iteration {t} prompts ({source} model)", g.config, out, [
+            f"model={model}", f"data.path={data}", f"data.name={self.cfg.prompts_data_name}",
+            f"data.split={self.cfg.prompts_split}", *slice_overrides, f"data.limit={self.cfg.prompts_per_iteration}",
+            f"sampling.n={n}", f"sampling.seed={seed}", f"source={source}", *g.overrides])
+
+    def evaluation(self, tag: str, s: EvalSet, model: str) -> Run:
         e = self.cfg.evaluate
-        for s in e.sets:
-            out = self.run_dir / "eval" / tag / s.name
-            file = self.generate(out / "generate", f"evaluate {tag} on {s.name}: generate", model,
-                                 self.path(s.path), s.data_name, s.split, e.config,
-                                 [f"data.limit={s.limit}", f"data.hub_config={s.hub_config or 'null'}", *e.overrides])
-            self.grade(out / "grade", f"evaluate {tag} on {s.name}: grade", [file])
+        out = self.run_dir / "eval" / tag / s.name / "generate" / "trajectories.jsonl"
+        return Run(f"evaluation on {s.name}", e.config, out, [
+            f"model={model}", f"data.path={self.path(s.path)}", f"data.name={s.data_name}", f"data.split={s.split}",
+            f"data.limit={s.limit}", f"data.hub_config={s.hub_config or 'null'}", *e.overrides])
+
+    def generate_with(self, k: int, model: str) -> None:
+        """Every generation by the model of iteration k (k=0: SFT), one engine start per backend
+        setting: its evaluation, its samples for iteration k+1 (as the current model) and, for the
+        mixture, its samples for iteration k+2 (as the previous model). Then grade the evaluation."""
+        tag = "sft" if k == 0 else f"iter{k}"
+        runs = [self.evaluation(tag, s, model) for s in self.cfg.evaluate.sets]
+        if k + 1 <= self.cfg.iterations:
+            runs.append(self.collection(k + 1, "current", model))
+        if k + 2 <= self.cfg.iterations and self.cfg.generate.samples_previous > 0:
+            runs.append(self.collection(k + 2, "previous", model))
+        groups: dict[str, list[Run]] = {}
+        for r in runs:  # runs whose backend settings agree share one engine
+            groups.setdefault(backend_settings(r.config, r.overrides), []).append(r)
+        for i, group in enumerate(groups.values()):
+            out = self.run_dir / "generate" / tag / (f"engine{i}" if len(groups) > 1 else "")
+            cmd = self.py("inference", "-m", "inference.generate")
+            for j, r in enumerate(group):
+                cmd += [*(["--and"] if j else []), "--config", r.config, *r.overrides, f"output={r.output}"]
+            self.stage(out, f"generate with the {tag} model: " + ", ".join(r.title for r in group), cmd)
+        self.grade(self.run_dir / "eval" / tag / "grade", f"evaluate {tag}: grade",
+                   [r.output for r in runs[:len(self.cfg.evaluate.sets)]])
 
     def iteration(self, t: int, current: str, previous: str | None, sft: str) -> str:
         it = self.run_dir / f"iter{t}"
         g = self.cfg.generate
-        data, slice_overrides = self.prompt_file(t)
-        runs = []
-        plan = [("current", current, g.samples_current)]
+        runs = [{"path": str(self.collection(t, "current", current).output), "source": "current",
+                 "max_samples_per_prompt": g.samples_current}]
         if previous is not None and g.samples_previous > 0:
-            plan.append(("previous", previous, g.samples_previous))
-        for source, model, n in plan:
-            file = self.generate(it / "generate" / source, f"iteration {t}: generate ({source} model)", model,
-                                 data, self.cfg.prompts_data_name, self.cfg.prompts_split, g.config,
-                                 [*slice_overrides, f"data.limit={self.cfg.prompts_per_iteration}",
-                                  f"sampling.n={n}", f"sampling.seed={1000 * t}",
-                                  f"source={source}", *g.overrides])
-            runs.append({"path": str(file), "source": source, "max_samples_per_prompt": n})
+            runs.append({"path": str(self.collection(t, "previous", previous).output), "source": "previous",
+                         "max_samples_per_prompt": g.samples_previous})
         self.grade(it / "grade", f"iteration {t}: grade", [Path(r["path"]) for r in runs])
         pairs = it / "pairs"
         self.stage(pairs, f"iteration {t}: preference data", self.py(
@@ -255,11 +293,11 @@ class Runner:
                                                                             sort_keys=False))
         self.build_world()
         sft = self.sft_model()
-        self.evaluate("sft", sft)
+        self.generate_with(0, sft)
         previous, current = None, sft
         for t in range(1, self.cfg.iterations + 1):
             previous, current = current, self.iteration(t, current, previous if t > 1 else None, sft)
-            self.evaluate(f"iter{t}", current)
+            self.generate_with(t, current)
         if not self.dry_run:
             subprocess.run(self.py("inference", "scripts/make_tables.py", str(self.run_dir)), cwd=ROOT, check=False)
 

@@ -40,12 +40,24 @@ def dry_run(tmp_path, *overrides):
 
 def test_dry_run_orders_the_stages_of_algorithm_1(tmp_path):
     titles, out = dry_run(tmp_path)
-    assert titles[:3] == ["build the tiny world", "SFT", "evaluate sft on tiny_test: generate"]
-    it2 = titles.index("iteration 2: generate (current model)")
-    assert titles[it2 + 1] == "iteration 2: generate (previous model)"  # mixture sampling
-    assert "iteration 1: generate (previous model)" not in titles  # the SFT model has no predecessor
-    assert titles[-1] == "evaluate iter3 on tiny_test: grade"
+    # Each model's engine starts once: its evaluation and its samples for the next two iterations.
+    assert titles[:4] == ["build the tiny world", "SFT", "generate with the sft model: evaluation on tiny_test, "
+                          "iteration 1 prompts (current model), iteration 2 prompts (previous model)",
+                          "evaluate sft: grade"]
+    assert titles.index("iteration 1: MDPO") < titles.index(
+        "generate with the iter1 model: evaluation on tiny_test, iteration 2 prompts (current model), "
+        "iteration 3 prompts (previous model)") < titles.index("iteration 2: grade")
+    assert "generate with the iter2 model: evaluation on tiny_test, iteration 3 prompts (current model)" in titles
+    assert titles[-2:] == ["generate with the iter3 model: evaluation on tiny_test", "evaluate iter3: grade"]
+    assert sum(t.startswith("generate with") for t in titles) == 4
     assert sum(t.endswith(": MDPO") for t in titles) == 3
+    # Mixture sampling: iteration 2's pairs come from iteration 1's model and the SFT model.
+    pairs = next(x for x in out.splitlines() if "inference.pairs" in x and "iter2/pairs" in x)
+    assert "iter2/generate/current/trajectories.jsonl" in pairs and "iter2/generate/previous/" in pairs
+    first = next(x for x in out.splitlines() if "inference.pairs" in x and "iter1/pairs" in x)
+    assert "previous" not in first  # the SFT model has no predecessor
+    sft_engine = next(x for x in out.splitlines() if "inference.generate" in x)
+    assert sft_engine.count(" --and ") == 2 and f"model={tmp_path}/tiny_cpu/sft/model" in sft_engine
     # iteration 2 trains from iteration 1's model against it as the reference (paper: updated reference)
     line = next(x for x in out.splitlines() if "run_mdpo.py" in x and "iter2/train" in x)
     assert "--model_name_or_path " + str(tmp_path / "tiny_cpu/iter1/train/model") in line
@@ -60,10 +72,22 @@ def test_fixed_reference_and_disjoint_prompt_shares(tmp_path, tiny_world):
     assert len(lines) == 3
     assert all("--ref_model_name_or_path " + str(tmp_path / "tiny_cpu/sft/model") in x for x in lines)
     assert all("/pairs/data/kto" in x for x in lines)
-    gens = [x for x in out.splitlines() if "inference.generate" in x and "source=current" in x]
+    runs = [run for x in out.splitlines() if "inference.generate" in x for run in x.split(" --and ")]
+    gens = [x for x in runs if "source=current" in x]
     n = 3000 // 3  # the tiny world's 3000 training prompts, one disjoint share per iteration
     for t, line in enumerate(gens, start=1):
-        assert f"data.start={n * (t - 1)} data.end={n * t}" in line
+        assert f"data.start={n * (t - 1)} data.end={n * t}" in line and f"iter{t}/generate/current/" in line
+    previous = [x for x in runs if "source=previous" in x]
+    assert [f"data.start={n * t} data.end={n * (t + 1)}" in x for t, x in enumerate(previous, start=1)] == [True, True]
+
+
+def test_runs_with_different_backends_get_their_own_engines(tmp_path):
+    titles, out = dry_run(tmp_path, "evaluate.overrides=[sampling.temperature=0,backend.dtype=bfloat16]")
+    assert titles[2:5] == ["generate with the sft model: evaluation on tiny_test",
+                           "generate with the sft model: iteration 1 prompts (current model), "
+                           "iteration 2 prompts (previous model)", "evaluate sft: grade"]
+    sft = [x for x in out.splitlines() if "inference.generate" in x and "/sft/model" in x]
+    assert len(sft) == 2 and "backend.dtype=bfloat16" in sft[0] and "backend.dtype" not in sft[1]
 
 
 def test_finished_stages_are_skipped(tmp_path):

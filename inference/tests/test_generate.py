@@ -19,7 +19,8 @@ from transformers import AutoTokenizer
 
 from formats import trajectory
 from inference.config import build, load_yaml
-from inference.generate import GenerateConfig, python_blocks, run, sample_seed
+from inference import generate
+from inference.generate import GenerateConfig, main, python_blocks, run, run_many, sample_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -280,6 +281,45 @@ def test_template_without_generation_prompt_is_a_clear_error(tmp_path, server, t
     cfg = make_cfg(tmp_path, server, ["chat"], tokenizer=str(tmp_path / "tok"))
     with pytest.raises(SystemExit, match="adds no generation prompt"):
         run(cfg)
+
+
+def test_runs_of_one_model_share_one_engine(tmp_path, server, monkeypatch):
+    (tmp_path / "b").mkdir()
+    evaluation = make_cfg(tmp_path, server, ["solve", "chat"])
+    collection = make_cfg(tmp_path / "b", server, ["persist"], source="previous",
+                          **{"sampling.n": 2, "sampling.temperature": 1.0})
+    engines = []
+    real = generate.make_backend
+    monkeypatch.setattr(generate, "make_backend", lambda *a: engines.append(a) or real(*a))
+    stats = run_many([evaluation, collection])
+    assert len(engines) == 1
+    assert [sum(s.stop_reasons.values()) for s in stats] == [2, 2]
+    assert records(evaluation)["solve"]["pred"] == "42"
+    recs = list(trajectory.read(collection.output))
+    assert sorted(r["id"] for r in recs) == ["0:0", "0:1"] and {r["source"] for r in recs} == {"previous"}
+    assert {r["sampling"]["temperature"] for r in recs} == {1.0}
+    run_many([evaluation, collection])  # both complete: no engine is started
+    assert len(engines) == 1
+
+
+def test_runs_sharing_an_engine_must_agree_on_it_and_not_share_outputs(tmp_path, server):
+    a = make_cfg(tmp_path, server, ["chat"])
+    with pytest.raises(SystemExit, match="must agree on model"):
+        run_many([a, make_cfg(tmp_path, server, ["chat"], output=str(tmp_path / "b.jsonl"),
+                              **{"backend.base_url": server.url + "/other"})])
+    with pytest.raises(SystemExit, match="same output file"):
+        run_many([a, make_cfg(tmp_path, server, ["solve"])])
+
+
+def test_the_command_line_joins_runs_with_and(tmp_path, server, capsys):
+    data = write_problems(tmp_path / "q.jsonl", ["solve", "chat"])
+    common = [f"model={server.model}", f"data.path={data}", "backend.kind=openai", f"backend.base_url={server.url}",
+              "sampling.temperature=0", "progress=false", "sandbox.timeout_s=10"]
+    main([*common, f"output={tmp_path / 'a.jsonl'}", "data.limit=1", "--and", *common,
+          f"output={tmp_path / 'b.jsonl'}"])
+    assert len(list(trajectory.read(tmp_path / "a.jsonl"))) == 1
+    assert len(list(trajectory.read(tmp_path / "b.jsonl"))) == 2
+    assert capsys.readouterr().err.count("wrote 2 trajectories") == 1
 
 
 def test_python_blocks():
