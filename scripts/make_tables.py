@@ -1,8 +1,8 @@
 """The paper's Table 1 from pipeline runs: rows SFT, the iterations, the baselines; columns the test
 sets and their average; the paper's published numbers beside ours where the model matches.
 
-    .venv-inference/bin/python scripts/make_tables.py runs/tiny_cpu [runs/tiny_cpu_kto ...] \
-        [--out runs/tiny_cpu/tables.md] [--plot assets/tiny_cpu_accuracy.png]
+    .venv-inference/bin/python scripts/make_tables.py runs/tiny_cpu [runs/tiny_cpu_mkto ...] \
+        [--seeds runs/tiny_cpu_seed1 ...] [--out runs/tiny_cpu/tables.md] [--plot assets/tiny_cpu_accuracy.png]
 
 The first run gives the SFT row and one row per iteration; every further run (a baseline: single-
 turn DPO, fixed reference, M-KTO, ...) gives one row, its last iteration, labelled by its config's
@@ -80,6 +80,28 @@ def table(runs: list[Path], grader: str) -> tuple[str, list[tuple[str, dict]]]:
     return "\n".join(lines), rows
 
 
+def seeds_table(runs: list[Path], grader: str) -> str:
+    """The same experiment over several seeds: one column a run, their mean, and the gain of the last
+    iteration over SFT, per test set."""
+    per_run = [run_rows(r, grader, first=True) for r in runs]
+    cfg0 = per_run[0][1]
+    out = []
+    for s in (x["name"] for x in cfg0["evaluate"]["sets"]):
+        names = [f"{r.name} (seed {cfg.get('world', {}).get('seed', '?')})"
+                 for r, (_, cfg) in zip(runs, per_run, strict=True)]
+        head = ["method", *names, "mean"]
+        lines = [f"### {s}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        columns = [[scores[s] for _, scores in rows] for rows, _ in per_run]
+        labels = [label for label, _ in per_run[0][0]]
+        gains = [c[-1] - c[0] if None not in (c[0], c[-1]) else None for c in columns]
+        for i, label in enumerate([*labels, f"gain: {labels[-1]} - SFT"]):
+            vals = [c[i] for c in columns] if i < len(labels) else gains
+            mean = sum(vals) / len(vals) if None not in vals else None
+            lines.append("| " + " | ".join([label, *("—" if v is None else f"{v:.1f}" for v in [*vals, mean])]) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
 def plot(rows: list[tuple[str, dict]], out: Path, title: str) -> None:
     import matplotlib
 
@@ -106,16 +128,20 @@ def plot(rows: list[tuple[str, dict]], out: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<name>); the first is the main run")
+    ap.add_argument("--seeds", type=Path, nargs="+", default=[], metavar="RUN",
+                    help="runs of the first run's experiment with other seeds: adds a per-seed table")
     ap.add_argument("--out", type=Path, help="Markdown file (default: <first run>/tables.md)")
     ap.add_argument("--plot", type=Path, help="PNG of accuracy per iteration (default: <first run>/accuracy.png)")
     args = ap.parse_args(argv)
-    for r in args.runs:
+    for r in [*args.runs, *args.seeds]:
         if not (r / "config.resolved.yaml").exists():
             sys.exit(f"make_tables: {r} is not a pipeline run (no config.resolved.yaml)")
     paper_table, rows = table(args.runs, "paper")
     strict_table, _ = table(args.runs, "strict")
     text = (f"## Accuracy (%), paper grader\n\n{paper_table}\n\n"
             f"## Accuracy (%), strict grader\n\n{strict_table}\n")
+    if args.seeds:
+        text += f"\n## Seeds (%), paper grader\n\n{seeds_table([args.runs[0], *args.seeds], 'paper')}\n"
     out = args.out or args.runs[0] / "tables.md"
     out.write_text(text)
     print(text)

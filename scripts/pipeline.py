@@ -43,7 +43,8 @@ class WorldConfig:
 
 @dataclass
 class SFTConfig:
-    model: str = field(default="", metadata={"help": "an SFT model to start from; empty: train one"})
+    model: str = field(default="", metadata={"help": (
+        "an SFT model to start from (a folder, '{runs}/<run>/sft/model', or a Hub id); empty: train one")})
     config: str = field(default="SFT/configs/tiny_cpu.yaml", metadata={"help": "axolotl config"})
     base_model: str = field(default="{world}/model", metadata={"help": "model that SFT starts from"})
     data: str = field(default="{world}/data/sft.jsonl", metadata={"help": "SFT messages JSONL"})
@@ -147,7 +148,8 @@ class Runner:
         self.log = self.run_dir / "commands.log"
 
     def path(self, template: str) -> str:
-        return template.replace("{world}", str(self.world)).replace("{run}", str(self.run_dir))
+        return (template.replace("{world}", str(self.world)).replace("{run}", str(self.run_dir))
+                .replace("{runs}", str(self.run_dir.parent)))
 
     def stage(self, out_dir: Path, title: str, cmd: list[str], env: dict | None = None) -> None:
         done = out_dir / ".done"
@@ -183,7 +185,11 @@ class Runner:
 
     def sft_model(self) -> str:
         if self.cfg.sft.model:
-            return self.path(self.cfg.sft.model)
+            model = self.path(self.cfg.sft.model)
+            if not self.dry_run and Path(model).is_absolute() and not Path(model).exists():
+                sys.exit(f"pipeline: sft.model {model} does not exist (a baseline starts from its main run's SFT "
+                         "model: run that first)")
+            return model
         out = self.run_dir / "sft"
         s = self.cfg.sft
         self.stage(out, "SFT", ["bash", "SFT/train.sh", s.config, f"base_model={self.path(s.base_model)}",

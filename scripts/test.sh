@@ -15,9 +15,11 @@ bash scripts/setup_envs.sh || exit 1
 export TINY_WORLD=${TINY_WORLD:-$ROOT/runs/test_world}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
 export TOKENIZERS_PARALLELISM=false
-if [ ! -f "$TINY_WORLD/WORLD.json" ]; then
+world_stamp=$(sha256sum scripts/make_tiny_world.py | cut -c1-16)  # a changed script: a new world
+if [ ! -f "$TINY_WORLD/WORLD.json" ] || [ "$(cat "$TINY_WORLD/.script-stamp" 2>/dev/null)" != "$world_stamp" ]; then
   echo "== building the tiny world for tests in $TINY_WORLD"
   .venv-alignment/bin/python scripts/make_tiny_world.py --seed 0 --out "$TINY_WORLD" || exit 1
+  echo "$world_stamp" > "$TINY_WORLD/.script-stamp"
 fi
 
 REPORTS="$ROOT/runs/test-reports"

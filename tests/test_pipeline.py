@@ -136,6 +136,18 @@ def test_tables_follow_the_paper_layout(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_seeds_table_gives_each_seed_its_mean_and_the_gain(tmp_path):
+    runs = [fake_run(tmp_path, f"s{i}", "M-DPO", {"sft": sft, "iter1": sft + 5, "iter2": sft + 8, "iter3": sft + g})
+            for i, (sft, g) in enumerate([(40.0, 12.0), (50.0, 9.0), (60.0, 15.0)])]
+    make_tables.main([str(runs[0]), "--seeds", str(runs[1]), str(runs[2]), "--plot", str(tmp_path / "a.png")])
+    seeds = (runs[0] / "tables.md").read_text().split("## Seeds")[1]
+    math = seeds.split("### math")[1]
+    assert "| method | s0 (seed ?) | s1 (seed ?) | s2 (seed ?) | mean |" in math
+    assert "| SFT | 40.0 | 50.0 | 60.0 | 50.0 |" in math
+    assert "| M-DPO iteration 3 | 52.0 | 59.0 | 75.0 | 62.0 |" in math
+    assert "| gain: M-DPO iteration 3 - SFT | 12.0 | 9.0 | 15.0 | 12.0 |" in math
+
+
 def test_missing_evaluations_show_as_dashes_and_untrained_iterations_are_marked(tmp_path):
     run = fake_run(tmp_path, "partial", "M-DPO", {"sft": 40.0, "iter1": 40.0})
     (run / "iter1" / "train").mkdir(parents=True)

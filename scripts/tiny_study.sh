@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The tiny world's evidence that the method works (issue 9): the README's tiny M-DPO run over three
+# seeds, the paper's comparisons on seed 0 (single-turn DPO, fixed reference, M-KTO; they start
+# from seed 0's SFT model), and one table with per-seed numbers. Each run takes about 15 minutes on
+# 2 idle cores (a baseline ~11: no SFT); finished runs are skipped, so re-running resumes.
+#
+#   bash scripts/tiny_study.sh            # -> runs/tiny_study.md, assets/tiny_cpu_accuracy.png
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/run_iterative.sh configs/tiny_cpu.yaml
+for seed in 1 2; do
+  bash scripts/run_iterative.sh configs/tiny_cpu.yaml name=tiny_cpu_seed$seed world.seed=$seed
+done
+for baseline in single-turn-dpo fixed-ref mkto; do
+  bash scripts/run_iterative.sh configs/tiny_cpu_$baseline.yaml
+done
+.venv-inference/bin/python scripts/make_tables.py runs/tiny_cpu runs/tiny_cpu_{single-turn-dpo,fixed-ref,mkto} \
+  --seeds runs/tiny_cpu_seed1 runs/tiny_cpu_seed2 --out runs/tiny_study.md --plot assets/tiny_cpu_accuracy.png
