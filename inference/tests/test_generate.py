@@ -18,8 +18,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from formats import trajectory
-from inference.config import build, load_yaml
 from inference import generate
+from inference.config import build, load_yaml
 from inference.generate import GenerateConfig, main, python_blocks, run, run_many, sample_seed
 
 ROOT = Path(__file__).resolve().parents[2]
