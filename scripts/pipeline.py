@@ -8,6 +8,10 @@ the configured reference -> evaluate on the test sets. Each stage runs in its ow
 through its own CLI, in `runs/<name>/iter<t>/<stage>/`; a stage whose `.done` marker exists is
 skipped, and a stage interrupted midway resumes (every stage CLI resumes from its own output).
 `--dry-run` prints the commands, so a user can drive the stages by hand, in order.
+
+Generation is grouped by model (`runs/<name>/generate/<model>/`): a model's engine starts once
+for its evaluation, its samples for the next iteration and, as the mixture's previous model, for
+the one after; on a GPU node an engine start costs minutes, on the tiny CPU run a third of the time.
 """
 
 from __future__ import annotations
