@@ -216,7 +216,7 @@ def test_a_failed_request_is_recorded_and_the_run_goes_on(tmp_path, server):
 
 
 def test_a_prompt_longer_than_the_context_is_recorded(tmp_path, tiny_world, tokenizer, caplog):
-    srv = FakeServer(tokenizer, str(tiny_world / "model"), max_model_len=40)
+    srv = FakeServer(tokenizer, str(tiny_world / "model"), max_model_len=80)
     try:
         cfg = make_cfg(tmp_path, srv, ["chat", "very " * 60])
         run(cfg)
@@ -225,7 +225,7 @@ def test_a_prompt_longer_than_the_context_is_recorded(tmp_path, tiny_world, toke
     recs = records(cfg)
     long_q = recs[("very " * 60).strip()]
     assert (long_q["stop_reason"], long_q["turns"]) == ("context", 0)
-    assert "the model's context is 40" in caplog.text
+    assert "the model's context is 80" in caplog.text
     assert recs["chat"]["stop_reason"] == "no_code"
     assert len(srv.requests) == 1
 
