@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +37,38 @@ import yaml  # noqa: E402
 from inference.config import ConfigError, build, load_yaml  # noqa: E402
 
 VENV = {"inference": ROOT / ".venv-inference", "alignment": ROOT / ".venv-alignment", "sft": ROOT / ".venv-sft"}
+
+
+def _die_with_parent() -> None:
+    """Runs in a stage's child before exec: on Linux the kernel sends it SIGTERM when the pipeline
+    dies, even by SIGKILL, so no stage (and no vLLM engine behind it) lives on unsupervised."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the pipeline died before prctl took effect
+            os._exit(143)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's time limit, `kill`) unwinds like Ctrl-C, through run_stage's cleanup."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def run_stage(cmd: list[str], env: dict) -> int:
+    """Runs one stage; if the pipeline is interrupted (Ctrl-C, SIGTERM), the stage is asked to stop
+    (SIGTERM, then SIGKILL after 30 s) before the pipeline exits, so a re-run never races it."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=_die_with_parent)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
 
 
 @dataclass
@@ -170,9 +203,9 @@ class Runner:
             fh.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {title}\n{line}\n")
         print(f"[run ] {title}", flush=True)
         start = time.time()
-        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})})
-        if proc.returncode != 0:
-            sys.exit(f"pipeline: stage '{title}' failed (exit {proc.returncode}); fix it and re-run the "
+        returncode = run_stage(cmd, {**os.environ, **(env or {})})
+        if returncode != 0:
+            sys.exit(f"pipeline: stage '{title}' failed (exit {returncode}); fix it and re-run the "
                      f"same command to resume. Command:\n{line}")
         done.write_text(json.dumps({"seconds": round(time.time() - start, 1)}) + "\n")
         print(f"[done] {title} in {time.time() - start:.0f}s", flush=True)
@@ -221,14 +254,16 @@ class Runner:
         self.stage(out, title, self.py("inference", "-m", "inference.evaluate", "--config", self.cfg.grade.config,
                                        f"files={json.dumps([str(f) for f in files])}", *self.cfg.grade.overrides))
 
+    def collection_path(self, t: int, source: str) -> Path:
+        return self.run_dir / f"iter{t}" / "generate" / source / "trajectories.jsonl"
+
     def collection(self, t: int, source: str, model: str) -> Run:
         """Sampling on iteration t's prompts by the `source` model of the mixture."""
         g = self.cfg.generate
         data, slice_overrides = self.prompt_file(t)
         n = g.samples_current if source == "current" else g.samples_previous
         seed = 1000 * t + (0 if source == "current" else 500)
-        out = self.run_dir / f"iter{t}" / "generate" / source / "trajectories.jsonl"
-        return Run(f"iteration {t} prompts ({source} model)", g.config, out, [
+        return Run(f"iteration {t} prompts ({source} model)", g.config, self.collection_path(t, source), [
             f"model={model}", f"data.path={data}", f"data.name={self.cfg.prompts_data_name}",
             f"data.split={self.cfg.prompts_split}", *slice_overrides, f"data.limit={self.cfg.prompts_per_iteration}",
             f"sampling.n={n}", f"sampling.seed={seed}", f"source={source}", *g.overrides])
@@ -262,13 +297,13 @@ class Runner:
         self.grade(self.run_dir / "eval" / tag / "grade", f"evaluate {tag}: grade",
                    [r.output for r in runs[:len(self.cfg.evaluate.sets)]])
 
-    def iteration(self, t: int, current: str, previous: str | None, sft: str) -> str:
+    def iteration(self, t: int, current: str, sft: str) -> str:
         it = self.run_dir / f"iter{t}"
         g = self.cfg.generate
-        runs = [{"path": str(self.collection(t, "current", current).output), "source": "current",
+        runs = [{"path": str(self.collection_path(t, "current")), "source": "current",
                  "max_samples_per_prompt": g.samples_current}]
-        if previous is not None and g.samples_previous > 0:
-            runs.append({"path": str(self.collection(t, "previous", previous).output), "source": "previous",
+        if t > 1 and g.samples_previous > 0:  # the mixture: iteration t-1's model sampled these
+            runs.append({"path": str(self.collection_path(t, "previous")), "source": "previous",
                          "max_samples_per_prompt": g.samples_previous})
         self.grade(it / "grade", f"iteration {t}: grade", [Path(r["path"]) for r in runs])
         pairs = it / "pairs"
@@ -304,9 +339,9 @@ class Runner:
         self.build_world()
         sft = self.sft_model()
         self.generate_with(0, sft)
-        previous, current = None, sft
+        current = sft
         for t in range(1, self.cfg.iterations + 1):
-            previous, current = current, self.iteration(t, current, previous if t > 1 else None, sft)
+            current = self.iteration(t, current, sft)
             self.generate_with(t, current)
         if not self.dry_run:
             subprocess.run(self.py("inference", "scripts/make_tables.py", str(self.run_dir)), cwd=ROOT, check=False)
@@ -349,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. iterations=1 train.reference=sft")
     ap.add_argument("--dry-run", action="store_true", help="print the stage commands, run nothing")
     args = ap.parse_args(argv)
+    stop_on_sigterm()
     Runner(load(args.config, args.overrides), args.dry_run).run()
 
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,45 @@ def test_finished_stages_are_skipped(tmp_path):
     with pytest.raises(SystemExit, match="re-run the same command to resume"):
         runner.stage(tmp_path / "bad", "failing", [sys.executable, "-c", "raise SystemExit(3)"])
     assert not (tmp_path / "bad" / ".done").exists()
+
+
+STAGE_DRIVER = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+import pipeline
+pipeline.stop_on_sigterm()
+child = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(300)"
+pipeline.run_stage([sys.executable, "-c", child, sys.argv[2]], dict(os.environ))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_stage_does_not_outlive_a_killed_pipeline(tmp_path, sig):
+    """A stage left running (a vLLM engine holding the GPUs) would race the re-run that resumes."""
+    import signal
+
+    import psutil
+
+    if sig == "SIGKILL" and not sys.platform.startswith("linux"):
+        pytest.skip("only Linux tells a child that its parent was killed")
+    pid_file = tmp_path / "stage.pid"
+    driver = subprocess.Popen([sys.executable, "-c", STAGE_DRIVER, str(ROOT / "scripts"), str(pid_file)])
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    stage = psutil.Process(int(pid_file.read_text()))
+    driver.send_signal(getattr(signal, sig))
+    driver.wait(timeout=30)
+    for _ in range(100):  # a reparented child may linger as a zombie if init is slow to reap it
+        try:
+            if stage.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.1)
+    stage.kill()
+    pytest.fail(f"the stage outlived a pipeline ended by {sig}")
 
 
 def fake_run(root: Path, name: str, label: str, accs: dict[str, float], paper_model: str = "") -> Path:
