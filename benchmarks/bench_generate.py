@@ -135,6 +135,23 @@ async def barrier(cfg: GenerateConfig, backend, phases: Counter) -> list[Traject
     return trajs
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time so far of this process, of vLLM's engine processes, and the machine's idle time:
+    what overlapping can reclaim is only what the machine leaves idle."""
+    import psutil
+
+    def used(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return t.user + t.system
+
+    me = psutil.Process()
+    out = {"this process": used(me), "idle": psutil.cpu_times().idle}
+    for child in me.children(recursive=True):
+        if child.name().startswith("VLLM::"):
+            out[child.name().removeprefix("VLLM::")] = used(child)
+    return out
+
+
 def summary(name: str, seconds: float, trajs: list[dict]) -> dict:
     tokens = sum(t["generated_tokens"] for t in trajs)
     turns = sum(t["turns"] for t in trajs)
@@ -172,6 +189,7 @@ async def main_async(args) -> None:
                 out = work / f"{name}.jsonl"
                 out.unlink(missing_ok=True)
                 cfg = build(GenerateConfig, {**base, "output": str(out)}, "bench")
+                cpu = cpu_seconds()
                 start = time.perf_counter()
                 if name == "ours":
                     await generate_async(cfg, backend)
@@ -181,6 +199,8 @@ async def main_async(args) -> None:
                     recs = [t.record(cfg.model, {}, "bench") for t in await barrier(cfg, backend, phases)]
                 seconds = time.perf_counter() - start
                 results.setdefault(name, []).append(summary(name, seconds, recs))
+                print("          CPU seconds: " + ", ".join(f"{k} {v - cpu[k]:.1f}" for k, v in cpu_seconds().items()
+                                                          if k in cpu), flush=True)
                 if name == "barrier":
                     g, p = phases["generate"], phases["programs"]
                     bounds.append(seconds / (seconds - min(g, p)))  # overlap hides the shorter phase at most
