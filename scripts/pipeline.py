@@ -7,6 +7,7 @@ the previous model) -> grade -> preference data -> M-DPO / M-KTO from the curren
 the configured reference -> evaluate on the test sets. Each stage runs in its own environment
 through its own CLI, in `runs/<name>/iter<t>/<stage>/`; a stage whose `.done` marker exists is
 skipped, and a stage interrupted midway resumes (every stage CLI resumes from its own output).
+Stopping the pipeline (Ctrl-C, SIGTERM, SIGKILL on Linux) stops its running stage with it.
 `--dry-run` prints the commands, so a user can drive the stages by hand, in order.
 
 Generation is grouped by model (`runs/<name>/generate/<model>/`): a model's engine starts once
