@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The tiny world's evidence that the method works (issue 9): the README's tiny M-DPO run over three
 # seeds, the paper's comparisons on seed 0 (single-turn DPO, fixed reference, M-KTO; they start
-# from seed 0's SFT model), and one table with per-seed numbers. Each run takes about 15 minutes on
-# 2 idle cores (a baseline ~11: no SFT); finished runs are skipped, so re-running resumes.
+# from seed 0's SFT model), and one table with per-seed numbers. Each run takes about 11 minutes on
+# 2 idle cores (a baseline ~7: no SFT), 53 in all; finished runs are skipped, so re-running resumes.
 #
 #   bash scripts/tiny_study.sh            # -> runs/tiny_study.md, assets/tiny_cpu_accuracy.png
 set -euo pipefail
