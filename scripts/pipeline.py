@@ -40,14 +40,14 @@ from inference.config import ConfigError, build, load_yaml  # noqa: E402
 VENV = {"inference": ROOT / ".venv-inference", "alignment": ROOT / ".venv-alignment", "sft": ROOT / ".venv-sft"}
 
 
-def _die_with_parent() -> None:
+def _die_with(parent: int) -> None:
     """Runs in a stage's child before exec: on Linux the kernel sends it SIGTERM when the pipeline
     dies, even by SIGKILL, so no stage (and no vLLM engine behind it) lives on unsupervised."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the pipeline died before prctl took effect
+        if os.getppid() != parent:  # the pipeline died before prctl took effect
             os._exit(143)
 
 
@@ -59,7 +59,8 @@ def stop_on_sigterm() -> None:
 def run_stage(cmd: list[str], env: dict) -> int:
     """Runs one stage; if the pipeline is interrupted (Ctrl-C, SIGTERM), the stage is asked to stop
     (SIGTERM, then SIGKILL after 30 s) before the pipeline exits, so a re-run never races it."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=_die_with_parent)
+    parent = os.getpid()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=lambda: _die_with(parent))
     try:
         return proc.wait()
     except BaseException:

@@ -106,7 +106,7 @@ def test_finished_stages_are_skipped(tmp_path):
 
 
 STAGE_DRIVER = """
-import os, sys, time
+import os, sys
 sys.path.insert(0, sys.argv[1])
 import pipeline
 pipeline.stop_on_sigterm()
