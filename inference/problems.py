@@ -48,7 +48,7 @@ class Problem:
     extra: dict
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
     rows = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -60,11 +60,11 @@ def _read_jsonl(path: Path) -> list[dict]:
                 raise DataError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}, line {lineno}: expected a JSON object")
-            rows.append(row)
+            rows.append((f"{path}, line {lineno}", row))
     return rows
 
 
-def _read_hub(cfg: DataConfig) -> list[dict]:
+def _read_hub(cfg: DataConfig) -> list[tuple[str, dict]]:
     import datasets
 
     try:
@@ -72,37 +72,38 @@ def _read_hub(cfg: DataConfig) -> list[dict]:
     except Exception as exc:  # the datasets library raises many types for "not there"
         raise DataError(f"cannot load {cfg.path!r} (split {cfg.split!r}) from the Hugging Face Hub: "
                         f"{type(exc).__name__}: {exc}") from None
-    return [{k.lower(): v for k, v in row.items()} for row in ds]
+    where = f"{cfg.path} ({cfg.split})"
+    return [(f"{where}, row {i}", {k.lower(): v for k, v in row.items()}) for i, row in enumerate(ds, start=1)]
 
 
-def read_rows(cfg: DataConfig) -> tuple[list[dict], str]:
-    """All rows of the data set and a label for error messages."""
+def read_rows(cfg: DataConfig) -> list[tuple[str, dict]]:
+    """All rows of the data set, each with where it came from (file and line, or Hub row)."""
     path = Path(cfg.path)
     if path.is_file():
-        return _read_jsonl(path), str(path)
+        return _read_jsonl(path)
     if not cfg.path:
         raise DataError("data.path is empty: give a .jsonl file or a Hub data set id")
     if path.suffix in (".jsonl", ".json") or not _HUB_ID.match(cfg.path):
         raise DataError(f"data.path {cfg.path!r}: no such file, and not a Hub data set id (owner/name)")
-    return _read_hub(cfg), f"{cfg.path} ({cfg.split})"
+    return _read_hub(cfg)
 
 
 def load_problems(cfg: DataConfig) -> list[Problem]:
-    rows, where = read_rows(cfg)
+    rows = read_rows(cfg)
     end = len(rows) if cfg.end < 0 else min(cfg.end, len(rows))
     picked = list(enumerate(rows))[cfg.start:end]
     if cfg.limit >= 0:
         picked = picked[:cfg.limit]
     problems, seen = [], set()
-    for pos, row in picked:
+    for pos, (where, row) in picked:
         idx = str(row.get("idx", pos))
         try:
             question = parse_question(row, cfg.name)
             gt_cot, gt = parse_ground_truth(row, cfg.name)
         except (ValueError, NotImplementedError) as exc:
-            raise DataError(f"{where}, row {pos + 1}: {exc}") from None
+            raise DataError(f"{where}: {exc}") from None
         if idx in seen:
-            raise DataError(f"{where}, row {pos + 1}: idx {idx!r} appears twice; ids must be unique")
+            raise DataError(f"{where}: idx {idx!r} appears twice; ids must be unique")
         seen.add(idx)
         extra = {k: row[k] for k in EXTRA_KEYS if k in row and isinstance(row[k], str | int | float)}
         problems.append(Problem(idx, question, gt, gt_cot, extra))

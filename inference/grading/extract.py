@@ -160,8 +160,8 @@ def parse_ground_truth(example: dict, data_name: str) -> tuple[str, str]:
         _require(example, "answer", data_name)
         parts = str(example["answer"]).split("####")
         if len(parts) != 2:
-            raise ValueError(f"gsm8k row {example.get('idx', '?')}: field 'answer' must contain "
-                             f"'####' exactly once, found {len(parts) - 1}")
+            raise ValueError(f"gsm8k: field 'answer' must contain '####' exactly once, "
+                             f"found {len(parts) - 1}")
         gt_cot, gt = parts
     elif "gt" in example:
         gt_cot, gt = "", example["gt"]
@@ -187,13 +187,12 @@ def parse_question(example: dict, data_name: str) -> str:
         if key in example:
             question = str(example[key]).strip()
             if not question:
-                raise ValueError(f"{data_name} row {example.get('idx', '?')}: field '{key}' is empty")
+                raise ValueError(f"{data_name}: field '{key}' is empty")
             return question
-    raise ValueError(f"{data_name} row {example.get('idx', '?')}: no question field "
-                     f"(question, problem, Question or input); keys: {sorted(example)}")
+    raise ValueError(f"{data_name}: no question field (question, problem, Question or input); "
+                     f"keys: {sorted(example)}")
 
 
 def _require(example: dict, key: str, data_name: str) -> None:
     if key not in example:
-        raise ValueError(f"{data_name} row {example.get('idx', '?')}: missing field '{key}' "
-                         f"(keys: {sorted(example)})")
+        raise ValueError(f"{data_name}: missing field '{key}' (keys: {sorted(example)})")

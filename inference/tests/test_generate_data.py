@@ -66,11 +66,11 @@ def test_start_end_limit_and_positional_idx(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ('{"question": "a", "answer": "#### 1"}\n{"question": \n', "q.jsonl, line 2: not valid JSON"),
     ('{"question": "a", "answer": "#### 1", "idx": 1}\n{"question": "b", "answer": "#### 2", "idx": 1}\n',
-     "row 2: idx '1' appears twice"),
-    ('{"question": "a"}\n', "row 1: .*missing field 'answer'"),
-    ('{"text": "a", "answer": "#### 1"}\n', "row 1: .*no question field"),
+     "q.jsonl, line 2: idx '1' appears twice"),
+    ('{"question": "a", "answer": "#### 1"}\n\n{"question": "b"}\n', "q.jsonl, line 3: gsm8k: missing field 'answer'"),
+    ('{"text": "a", "answer": "#### 1"}\n', "q.jsonl, line 1: gsm8k: no question field"),
 ])
-def test_bad_rows_name_the_file_and_the_row(tmp_path, content, message):
+def test_bad_rows_name_the_file_and_the_line(tmp_path, content, message):
     (tmp_path / "q.jsonl").write_text(content)
     with pytest.raises(DataError, match=message):
         load_problems(DataConfig(path=str(tmp_path / "q.jsonl")))
