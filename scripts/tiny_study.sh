@@ -7,12 +7,17 @@
 #   bash scripts/tiny_study.sh            # -> runs/tiny_study.md, assets/tiny_cpu_accuracy.png
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/run_iterative.sh configs/tiny_cpu.yaml
+# Stopping the study stops the run in progress (bash alone would leave it running): each run is
+# waited for in the background, and SIGTERM/SIGINT/SIGHUP are passed on to it.
+child=
+trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; wait "$child"; fi; exit 143' TERM INT HUP
+run() { "$@" & child=$!; wait "$child"; child=; }
+run bash scripts/run_iterative.sh configs/tiny_cpu.yaml
 for seed in 1 2; do
-  bash scripts/run_iterative.sh configs/tiny_cpu.yaml name=tiny_cpu_seed$seed world.seed=$seed
+  run bash scripts/run_iterative.sh configs/tiny_cpu.yaml name=tiny_cpu_seed$seed world.seed=$seed
 done
 for baseline in single-turn-dpo fixed-ref mkto; do
-  bash scripts/run_iterative.sh configs/tiny_cpu_$baseline.yaml
+  run bash scripts/run_iterative.sh configs/tiny_cpu_$baseline.yaml
 done
 .venv-inference/bin/python scripts/make_tables.py runs/tiny_cpu runs/tiny_cpu_{single-turn-dpo,fixed-ref,mkto} \
   --seeds runs/tiny_cpu_seed1 runs/tiny_cpu_seed2 --out runs/tiny_study.md --plot assets/tiny_cpu_accuracy.png
