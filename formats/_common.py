@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,25 @@ def iter_jsonl(path: str | os.PathLike, skip_bad_lines: bool = False,
                 raise FormatError(path, lineno, None, f"not valid JSON ({exc.msg}); "
                                   "pass --skip-bad-lines to go on") from None
             yield lineno, obj
+
+
+def check_version(record: dict, expected: int, path: str, line: int | None) -> None:
+    if record["format_version"] != expected:
+        raise FormatError(path, line, "format_version",
+                          f"file has version {record['format_version']}, reader expects {expected}")
+
+
+def read_validated(path: str | os.PathLike, validate: Callable[[dict, str, int], dict], skip_bad_lines: bool = False,
+                   bad_lines: list[int] | None = None) -> Iterator[dict]:
+    """Yield validated records; bad lines raise FormatError unless skipped (and counted)."""
+    for lineno, obj in iter_jsonl(path, skip_bad_lines, bad_lines):
+        try:
+            yield validate(obj, str(path), lineno)
+        except FormatError:
+            if not skip_bad_lines:
+                raise
+            if bad_lines is not None:
+                bad_lines.append(lineno)
 
 
 def append_jsonl(fh, record: dict) -> None:

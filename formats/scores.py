@@ -11,7 +11,7 @@ Fields
 
 from __future__ import annotations
 
-from ._common import Field, FormatError, check_fields, iter_jsonl
+from ._common import Field, FormatError, check_fields, check_version, read_validated
 
 FORMAT_VERSION = 1
 FIELDS = (
@@ -26,18 +26,10 @@ def validate(record: dict, path: str, line: int | None = None) -> dict:
     for name, value in record["scores"].items():
         if not isinstance(value, bool):
             raise FormatError(path, line, f"scores.{name}", "expected true or false")
-    if record["format_version"] != FORMAT_VERSION:
-        raise FormatError(path, line, "format_version",
-                          f"file has version {record['format_version']}, reader expects {FORMAT_VERSION}")
+    check_version(record, FORMAT_VERSION, path, line)
     return record
 
 
 def read(path: str, skip_bad_lines: bool = False, bad_lines: list[int] | None = None):
-    for lineno, obj in iter_jsonl(path, skip_bad_lines, bad_lines):
-        try:
-            yield validate(obj, str(path), lineno)
-        except FormatError:
-            if not skip_bad_lines:
-                raise
-            if bad_lines is not None:
-                bad_lines.append(lineno)
+    """Yield validated records; bad lines raise FormatError unless skipped (and counted)."""
+    return read_validated(path, validate, skip_bad_lines, bad_lines)

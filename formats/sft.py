@@ -6,7 +6,7 @@ assistant(final answer in \\boxed{}). Read by axolotl (`type: chat_template`).
 
 from __future__ import annotations
 
-from ._common import Field, FormatError, check_fields, check_messages, iter_jsonl
+from ._common import Field, FormatError, check_fields, check_messages, read_validated
 
 FIELDS = (Field("messages", (list,)),)
 
@@ -21,5 +21,4 @@ def validate(record: dict, path: str, line: int | None = None) -> dict:
 
 
 def read(path: str):
-    for lineno, obj in iter_jsonl(path):
-        yield validate(obj, str(path), lineno)
+    return read_validated(path, validate)

@@ -19,7 +19,7 @@ Fields
 
 from __future__ import annotations
 
-from ._common import Field, FormatError, check_fields, check_messages, iter_jsonl
+from ._common import Field, FormatError, check_fields, check_messages, check_version, read_validated
 
 FORMAT_VERSION = 1
 STOP_REASONS = ("answer", "no_code", "max_turns", "max_tokens", "context", "failed")
@@ -41,19 +41,10 @@ def validate(record: dict, path: str, line: int | None = None) -> dict:
     check_messages(record["messages"], path, line)
     if record["stop_reason"] not in STOP_REASONS:
         raise FormatError(path, line, "stop_reason", f"expected one of {STOP_REASONS}")
-    if record["format_version"] != FORMAT_VERSION:
-        raise FormatError(path, line, "format_version",
-                          f"file has version {record['format_version']}, reader expects {FORMAT_VERSION}")
+    check_version(record, FORMAT_VERSION, path, line)
     return record
 
 
 def read(path: str, skip_bad_lines: bool = False, bad_lines: list[int] | None = None):
     """Yield validated records; bad lines raise FormatError unless skipped (and counted)."""
-    for lineno, obj in iter_jsonl(path, skip_bad_lines, bad_lines):
-        try:
-            yield validate(obj, str(path), lineno)
-        except FormatError:
-            if not skip_bad_lines:
-                raise
-            if bad_lines is not None:
-                bad_lines.append(lineno)
+    return read_validated(path, validate, skip_bad_lines, bad_lines)
