@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The tiny world's evidence that the method works (issue 9): the README's tiny M-DPO run over three
-# seeds, the paper's comparisons on seed 0 (single-turn DPO, fixed reference, M-KTO, on-policy
-# sampling; they start from seed 0's SFT model), and one table with per-seed numbers. Each run takes
-# about 11 minutes on 2 idle cores (a comparison 7-8: no SFT), 61 in all; finished runs are skipped,
-# so re-running resumes.
+# seeds, the paper's comparisons on seed 0 (single-turn DPO, M-KTO, single-turn KTO, fixed
+# reference, on-policy sampling, beta 0.01 and 0.5, an NLL term; they start from seed 0's SFT
+# model), and one table with per-seed numbers. Each run takes about 11 minutes on 2 idle cores (a
+# comparison 7-8: no SFT), 93 in all; finished runs are skipped, so re-running resumes.
 #
 #   bash scripts/tiny_study.sh            # -> runs/tiny_study.md, assets/tiny_cpu_accuracy.png
 set -euo pipefail
@@ -17,8 +17,8 @@ run bash scripts/run_iterative.sh configs/tiny_cpu.yaml
 for seed in 1 2; do
   run bash scripts/run_iterative.sh configs/tiny_cpu.yaml name=tiny_cpu_seed$seed world.seed=$seed
 done
-for baseline in single-turn-dpo fixed-ref mkto on-policy; do
+for baseline in single-turn-dpo mkto single-turn-kto fixed-ref on-policy beta0.01 beta0.5 nll; do
   run bash scripts/run_iterative.sh configs/tiny_cpu_$baseline.yaml
 done
-.venv-inference/bin/python scripts/make_tables.py runs/tiny_cpu runs/tiny_cpu_{single-turn-dpo,fixed-ref,mkto,on-policy} \
+.venv-inference/bin/python scripts/make_tables.py runs/tiny_cpu runs/tiny_cpu_{single-turn-dpo,mkto,single-turn-kto,fixed-ref,on-policy,beta0.01,beta0.5,nll} \
   --seeds runs/tiny_cpu_seed1 runs/tiny_cpu_seed2 --out runs/tiny_study.md --plot assets/tiny_cpu_accuracy.png
