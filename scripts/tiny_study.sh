@@ -17,8 +17,9 @@ run bash scripts/run_iterative.sh configs/tiny_cpu.yaml
 for seed in 1 2; do
   run bash scripts/run_iterative.sh configs/tiny_cpu.yaml name=tiny_cpu_seed$seed world.seed=$seed
 done
-for baseline in single-turn-dpo mkto single-turn-kto fixed-ref on-policy beta0.01 beta0.5 nll; do
-  run bash scripts/run_iterative.sh configs/tiny_cpu_$baseline.yaml
+comparisons=(single-turn-dpo mkto single-turn-kto fixed-ref on-policy beta0.01 beta0.5 nll)
+for c in "${comparisons[@]}"; do
+  run bash scripts/run_iterative.sh "configs/tiny_cpu_$c.yaml"
 done
-.venv-inference/bin/python scripts/make_tables.py runs/tiny_cpu runs/tiny_cpu_{single-turn-dpo,mkto,single-turn-kto,fixed-ref,on-policy,beta0.01,beta0.5,nll} \
+.venv-inference/bin/python scripts/make_tables.py runs/tiny_cpu "${comparisons[@]/#/runs/tiny_cpu_}" \
   --seeds runs/tiny_cpu_seed1 runs/tiny_cpu_seed2 --out runs/tiny_study.md --plot assets/tiny_cpu_accuracy.png
