@@ -15,19 +15,15 @@ Exit status 0 when the config is fine, 1 with one line per problem otherwise.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from SFT.overrides import apply_overrides, key_lines
-
-KeyPath = tuple[str | int, ...]
+from formats.config import ConfigError, KeyPath, Where, apply_overrides, dotted, locate, read_yaml, unknown_key
 
 
 def gpu_node(n_gpu: int) -> tuple[dict, dict]:
@@ -73,16 +69,15 @@ def _best_model(candidates: list[type[BaseModel]], keys: set[str]) -> type[BaseM
     return max(candidates, key=lambda m: (len(keys & set(_field_names(m))), -candidates.index(m)))
 
 
-def unknown_keys(value: Any, model: type[BaseModel], path: KeyPath = ()) -> list[tuple[KeyPath, str]]:
-    """(key path, suggestion) for every key of `value` that `model` and its sub-models do not know."""
+def unknown_keys(value: Any, model: type[BaseModel], path: KeyPath = ()) -> list[tuple[KeyPath, list[str]]]:
+    """(key path, the keys known there) for every key of `value` that `model` and its sub-models do not know."""
     if not isinstance(value, dict):
         return []
     names = _field_names(model)
-    found: list[tuple[KeyPath, str]] = []
+    found: list[tuple[KeyPath, list[str]]] = []
     for key, sub in value.items():
         if key not in names:
-            close = difflib.get_close_matches(str(key), list(names), n=1)
-            found.append(((*path, key), close[0] if close else ""))
+            found.append(((*path, key), list(names)))
             continue
         candidates = _models_in(model.model_fields[names[key]].annotation)
         if not candidates:
@@ -103,15 +98,11 @@ def deprecated_keys(cfg: dict) -> list[tuple[str, str]]:
     return [(k, str(fields[k].deprecated)) for k in cfg if k in fields and fields[k].deprecated]
 
 
-def dotted(path: KeyPath) -> str:
-    return ".".join(str(p) for p in path)
-
-
-def check(cfg: dict, source: str = "<config>", lines: dict[KeyPath, int | str] | None = None,
+def check(cfg: dict, source: str = "<config>", lines: Where | None = None,
           capabilities: tuple[dict, dict] | None = None) -> list[str]:
     """Problems with `cfg` (empty when it is fine), each naming the file, the line and the key.
 
-    `lines`: where each key path comes from, a line number or a label such as "override 'k=v'".
+    `lines`: where each key path comes from: "FILE, line N" or "override 'k=v'" (formats/config.py)."
     `capabilities`: what the training machine offers (`gpu_node(8)`, `this_machine()`); None
     checks against the schema without the hardware rules."""
     from axolotl.utils.config import validate_config
@@ -122,11 +113,7 @@ def check(cfg: dict, source: str = "<config>", lines: dict[KeyPath, int | str] |
     lines = lines or {}
 
     def where(path: KeyPath) -> str:
-        for cut in range(len(path), 0, -1):  # the nearest enclosing key with a known origin
-            origin = lines.get(path[:cut])
-            if origin is not None:
-                return f"{source}, {'line ' if isinstance(origin, int) else ''}{origin}"
-        return source
+        return locate(lines, path, source)
 
     def schema_errors(exc: ValidationError, prefix: KeyPath = ()) -> list[str]:
         found = []
@@ -137,10 +124,8 @@ def check(cfg: dict, source: str = "<config>", lines: dict[KeyPath, int | str] |
         return found
 
     problems = []
-    for path, suggestion in unknown_keys(cfg, AxolotlInputConfig):
-        hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
-        problems.append(f"{where(path)}: unknown key '{dotted(path)}'{hint}: axolotl would "
-                        "silently ignore it")
+    for path, known in unknown_keys(cfg, AxolotlInputConfig):  # axolotl would silently ignore them
+        problems.append(unknown_key(where(path), path, known))
     for key, instead in deprecated_keys(cfg):
         problems.append(f"{where((key,))}: key '{key}' is deprecated: {instead}")
     deepspeed = cfg.get("deepspeed")
@@ -168,17 +153,11 @@ def check(cfg: dict, source: str = "<config>", lines: dict[KeyPath, int | str] |
     return problems
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> tuple[dict, dict[KeyPath, int | str]]:
-    """The YAML at `path` with `key=value` overrides applied, and where each key comes from."""
-    text = Path(path).read_text(encoding="utf-8")
-    cfg = yaml.safe_load(text) or {}
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: expected a YAML mapping at the top level")
-    lines: dict[KeyPath, int | str] = dict(key_lines(text))
-    for item in overrides:
-        key = item.partition("=")[0].split(".")
-        lines[tuple(int(k) if k.isdigit() else k for k in key)] = f"override {item!r}"
-    return apply_overrides(cfg, list(overrides)), lines
+def load(path: str | Path, overrides: list[str] = ()) -> tuple[dict, Where]:
+    """The YAML at `path` with `key=value` overrides applied (the loader every CLI here shares), and
+    where each key comes from. axolotl's schema is pydantic, not a dataclass: `check` does the rest."""
+    cfg, where = read_yaml(path)
+    return apply_overrides(cfg, overrides, where), where
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,8 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         cfg, lines = load(args.config, args.overrides)
-    except (ValueError, OSError, yaml.YAMLError) as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {args.config}: {exc}", file=sys.stderr)
         return 1
     caps = gpu_node(args.gpus) if args.gpus else this_machine()
     problems = check(cfg, args.config, lines, caps)

@@ -22,6 +22,7 @@ import yaml
 
 from formats import FormatError
 from formats import sft as sft_format
+from formats.config import ConfigError
 from SFT.check_config import check, load, this_machine
 from SFT.finish_run import MARKER
 
@@ -76,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     try:
         cfg, lines = load(args.config, args.overrides)
-    except (ValueError, OSError, yaml.YAMLError) as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {args.config}: {exc}", file=sys.stderr)
         return 1
     cfg = resolve_paths(cfg)
     out = Path(cfg["output_dir"])

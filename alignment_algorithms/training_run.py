@@ -1,5 +1,6 @@
-"""The shared body of `run_mdpo.py` and `run_mkto.py`: parse YAML + CLI with TRL's parser, read and
-split the preference data, train (resuming from the last checkpoint in the output directory), save
+"""The shared body of `run_mdpo.py`, `run_mkto.py` and `run_raft.py`: TRL's config dataclasses from
+YAML + `key=value` overrides (formats/config.py, shared by every CLI), read and split the
+preference data, train (resuming from the last checkpoint in the output directory), save
 a model that transformers and vLLM load, and mark the directory finished so a re-run is a no-op."""
 
 from __future__ import annotations
@@ -13,18 +14,26 @@ from typing import Any
 
 from transformers import AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
-from trl import TrlParser
 
+from formats.config import parse_cli
+
+from formats import heldout
+
+from .checkpoints import ResumeStateOnlyInNewestCheckpoint
+from .lora import LoraArguments, check_supported, save_merged
 from .mdpo_trainer import MultiTurnDPOConfig, MultiTurnDPOTrainer
 from .mkto_trainer import MultiTurnKTOConfig, MultiTurnKTOTrainer
 from .preference_data import load_preference_dataset, split_heldout_prompts
+from .raft_trainer import RAFTConfig, RAFTTrainer
 
 logger = logging.getLogger(__name__)
 FINISHED_MARKER = "alignment_finished.json"
 STAGES = {  # name: (config class, trainer class, dataset kind)
     "mdpo": (MultiTurnDPOConfig, MultiTurnDPOTrainer, "pairs"),
     "mkto": (MultiTurnKTOConfig, MultiTurnKTOTrainer, "unpaired"),
+    "raft": (RAFTConfig, RAFTTrainer, "pairs"),  # trains on the chosen side (raft_trainer.py)
 }
+NO_REFERENCE = {"raft"}
 
 
 @dataclass
@@ -33,7 +42,7 @@ class RunArguments:
         "help": "Policy initialisation: the SFT model in iteration 1, else the previous iteration's model."})
     dataset_path: str = field(metadata={
         "help": "save_to_disk directory of the preference stage: <pairs out>/dpo for M-DPO, <pairs out>/kto "
-                "for M-KTO (formats/preference.py)."})
+                "for M-KTO, <pairs out>/dpo for RAFT (its chosen trajectories) (formats/preference.py)."})
     ref_model_name_or_path: str | None = field(default=None, metadata={
         "help": "Reference model. Default: the policy initialisation, i.e. the previous iteration (the "
                 "paper's updated reference, §3.2). The SFT model here gives the fixed-reference ablation."})
@@ -65,9 +74,9 @@ def _datasets(run: RunArguments, args: Any, kind: str) -> tuple[Any, Any]:
     return split_heldout_prompts(train, run.eval_fraction, args.seed)
 
 
-def _warn_low_precision(run: RunArguments, args: Any) -> None:
+def _warn_low_precision(run: RunArguments, args: Any, lora: LoraArguments) -> None:
     sharded = args.distributed_state.distributed_type in ("DEEPSPEED", "FSDP")
-    if run.dtype in ("bfloat16", "float16") and not sharded:
+    if run.dtype in ("bfloat16", "float16") and not sharded and not lora.use_peft:  # PEFT: fp32 adapters
         logger.warning("weights in %s without DeepSpeed/FSDP master weights: AdamW steps of lr %.1e "
                        "are below %s resolution and may not move the weights: use dtype float32, bf16: true",
                        run.dtype, args.learning_rate, run.dtype)
@@ -75,8 +84,10 @@ def _warn_low_precision(run: RunArguments, args: Any) -> None:
 
 def main(stage: str, argv: list[str] | None = None) -> Path:
     config_class, trainer_class, kind = STAGES[stage]
-    parser = TrlParser((RunArguments, config_class))
-    run, args = parser.parse_args_and_config(argv)
+    run, lora, args = parse_cli((RunArguments, LoraArguments, config_class), argv, (
+        f"{stage.upper()} training, one iteration (alignment_algorithms/run_{stage}.py):\n"
+        f"  run_{stage}.py --config FILE model_name_or_path=M dataset_path=D output_dir=OUT [key=value ...]\n"
+        "Every field below (ours and TRL's) is a key of the YAML file and a key=value override."))
     out = Path(args.output_dir)
     if (done := _finished(out)) is not None:
         print(f"{out} already holds a finished {done.get('stage', stage)} model ({FINISHED_MARKER}): "
@@ -85,27 +96,42 @@ def main(stage: str, argv: list[str] | None = None) -> Path:
     args.model_init_kwargs = {**(args.model_init_kwargs or {}), "dtype": run.dtype}
     if run.attn_implementation:
         args.model_init_kwargs["attn_implementation"] = run.attn_implementation
-    _warn_low_precision(run, args)
+    _warn_low_precision(run, args, lora)
+    if lora.use_peft:
+        check_supported(args)
 
     train, evaluation = _datasets(run, args, kind)
+    if evaluation is not None and args.should_save:
+        # The pipeline evaluates each checkpoint on these prompts to choose the iteration's model.
+        out.mkdir(parents=True, exist_ok=True)
+        heldout.write(out / heldout.FILE_NAME, sorted(set(evaluation["idx"])), run.eval_fraction, args.seed)
     if stage == "mkto":
         # TRL's KTO samples in order (its KL pairs are fixed neighbours); the reference shuffled (SPEC 5.4).
         train = train.shuffle(seed=args.seed).flatten_indices()
     ref = run.ref_model_name_or_path
-    trainer = trainer_class(run.model_name_or_path,
-                            ref_model=None if ref in (None, run.model_name_or_path) else ref,
+    if stage in NO_REFERENCE and ref is not None:
+        raise ValueError(f"ref_model_name_or_path={ref}: {stage} has no reference model")
+    reference = {} if stage in NO_REFERENCE else {"ref_model": None if ref in (None, run.model_name_or_path) else ref}
+    trainer = trainer_class(run.model_name_or_path, **reference,
                             args=args, train_dataset=train, eval_dataset=evaluation,
-                            processing_class=AutoTokenizer.from_pretrained(run.model_name_or_path))
+                            processing_class=AutoTokenizer.from_pretrained(run.model_name_or_path),
+                            peft_config=lora.peft_config())
+    trainer.add_callback(ResumeStateOnlyInNewestCheckpoint())
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
     if last:
         print(f"resuming from {last}")
     trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(str(out))
+    if lora.use_peft:
+        save_merged(trainer, out)
+    else:
+        trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
-        record = {"stage": stage, "model": run.model_name_or_path, "reference": ref or run.model_name_or_path,
+        record = {"stage": stage, "model": run.model_name_or_path,
+                  "reference": None if stage in NO_REFERENCE else ref or run.model_name_or_path,
                   "dataset": run.dataset_path, "train_rows": len(train),
                   "eval_rows": len(evaluation) if evaluation is not None else 0,
-                  "mask_observations": args.mask_observations, "steps": trainer.state.global_step,
+                  "mask_observations": args.mask_observations, "lora": lora.record(),
+                  "steps": trainer.state.global_step,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (out / FINISHED_MARKER).write_text(json.dumps(record, indent=1) + "\n")
     trainer.accelerator.wait_for_everyone()

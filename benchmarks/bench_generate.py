@@ -30,7 +30,8 @@ from pathlib import Path
 
 from formats import trajectory
 from inference.backends import BackendConfig, VLLMBackend
-from inference.config import build
+from inference.cpus import usable_cpus
+from formats.config import build
 from inference.generate import (
     GenerateConfig,
     Limits,
@@ -171,7 +172,7 @@ async def main_async(args) -> None:
             "sampling": {"temperature": 1.0, "n": args.n, "seed": 0},
             "backend": {"dtype": "float32", "enforce_eager": True, "max_model_len": 2048,
                         "cpu_kvcache_space_gib": 2},
-            "sandbox": {"mode": args.sandbox_mode, "workers": args.sandbox_workers or os.cpu_count()}}
+            "sandbox": {"mode": args.sandbox_mode, "workers": args.sandbox_workers or usable_cpus()}}
     backend = VLLMBackend(build(BackendConfig, base["backend"], "bench"), str(model), None,
                           load_tokenizer(build(GenerateConfig, {**base, "output": "-"}, "bench"))[0], 0)
     try:

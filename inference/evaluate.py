@@ -23,7 +23,7 @@ from tqdm import tqdm
 from formats import scores as scores_format
 from formats import trajectory as trajectory_format
 from formats._common import FormatError, append_jsonl
-from inference.config import parse_cli
+from formats.config import parse_cli
 from inference.grading import (
     GRADERS,
     VERSIONS,

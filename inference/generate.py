@@ -20,6 +20,8 @@ Several runs of one model can share one engine, which then starts once (minutes 
 a GPU node, tens of seconds on CPU); the pipeline runs each model's evaluation and its sampling
 for the next iterations this way. Each run has its own config, overrides and output:
     python -m inference.generate --config eval.yaml output=a.jsonl --and --config collect.yaml output=b.jsonl
+Runs that cannot share an engine (another model, tokenizer or `backend` section, e.g. float32 for
+evaluation and bfloat16 for sampling) get one engine each, one after the other.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from tqdm import tqdm
 from formats import FormatError, append_jsonl, iter_jsonl
 from formats.trajectory import FORMAT_VERSION, MAX_CALLS_MARKER, validate
 from inference.backends import BackendConfig, BackendError, Completion, TurnRequest, make_backend
-from inference.config import parse_cli, to_dict
+from formats.config import parse_cli, to_dict
 from inference.grading.extract import extract_answer
 from inference.problems import DataConfig, DataError, Problem, load_problems
 from inference.prompts import PromptError, PromptFormat, make_format, observation_content
@@ -471,9 +473,30 @@ def run(cfg: GenerateConfig) -> RunStats:
     return run_many([cfg])[0]
 
 
+def engine_groups(cfgs: list[GenerateConfig]) -> list[list[int]]:
+    """Indices of the runs that share an engine (same `engine_key`), in order of first appearance:
+    the one definition of "same engine" (the pipeline passes all of a model's runs with `--and`)."""
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault(engine_key(cfg), []).append(i)
+    return list(groups.values())
+
+
+async def _generate_grouped(cfgs: list[GenerateConfig]) -> list[RunStats]:
+    outputs = [str(Path(c.output).resolve()) for c in cfgs]
+    if len(set(outputs)) < len(outputs):
+        raise SystemExit("error: two runs write to the same output file")
+    stats: list[RunStats] = [RunStats()] * len(cfgs)
+    for group in engine_groups(cfgs):  # one engine at a time: each may take every GPU
+        for i, s in zip(group, await generate_many([cfgs[i] for i in group]), strict=True):
+            stats[i] = s
+    return stats
+
+
 def run_many(cfgs: list[GenerateConfig]) -> list[RunStats]:
+    """Runs side by side, one engine start per group of runs that can share it."""
     try:
-        return asyncio.run(generate_many(cfgs))
+        return asyncio.run(_generate_grouped(cfgs))
     except (BackendError, ExceptionGroup) as exc:
         errors = exc.exceptions if isinstance(exc, ExceptionGroup) else (exc,)
         fatal = [e for e in errors if isinstance(e, BackendError)]

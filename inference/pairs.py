@@ -32,8 +32,8 @@ from tqdm import tqdm
 from formats import FormatError, iter_jsonl, preference
 from formats import scores as scores_format
 from formats import trajectory as trajectory_format
-from inference.config import ConfigError, parse_cli, to_dict
-from inference.filters import Candidate, FilterConfig, apply_filters, count_tokens, format_report
+from formats.config import ConfigError, parse_cli, to_dict
+from inference.filters import LENGTH_CAPS, Candidate, FilterConfig, apply_filters, count_tokens, format_report
 
 
 @dataclass
@@ -310,6 +310,7 @@ class Collected:
     pair_counts: list[int]  # per group
     grader_version: str | None
     bad_lines: dict[str, list[int]]
+    length_capped: dict[str, int]  # chosen / desirable examples cut by a length cap (filters.LENGTH_CAPS)
 
 
 def build(cfg: PairsConfig) -> tuple[list[dict], list[dict], dict]:
@@ -330,6 +331,7 @@ def build(cfg: PairsConfig) -> tuple[list[dict], list[dict], dict]:
 
     groups = group_by_prompt(candidates)
     dpo_rows, kto_rows, pair_counts, deduped = [], [], [], []
+    length_capped = {"chosen": 0, "desirable": 0}
     for g in groups:
         members = dedup([c for c in g.members if id(c) in kept_ids], cfg.dedup)
         deduped.append(members)
@@ -339,15 +341,17 @@ def build(cfg: PairsConfig) -> tuple[list[dict], list[dict], dict]:
         pairs = choose_pairs(good, bad, cfg.pairs_per_prompt, rng) if good and bad else []
         pair_counts.append(len(pairs))
         for ch, rj in pairs:
+            length_capped["chosen"] += ch.stop_reason in LENGTH_CAPS
             dpo_rows.append({"prompt": g.prompt, "chosen": ch.completion, "rejected": rj.completion,
                              "gt": g.gt, "idx": g.idx})
         labelled = [c for pair in pairs for c in pair] if cfg.kto_from == "pairs" else members
         for c in labelled:
+            length_capped["desirable"] += c.correct and c.stop_reason in LENGTH_CAPS
             kto_rows.append({"prompt": g.prompt, "completion": c.completion, "label": c.correct,
                              "gt": g.gt, "idx": g.idx})
     bad_lines = {p: lines for p, lines in problems.lines.items() if lines}
     seen = Collected(runs, candidates, report, kept, groups, deduped, pair_counts,
-                     loader.version[0] if loader.version else None, bad_lines)
+                     loader.version[0] if loader.version else None, bad_lines, length_capped)
     return dpo_rows, kto_rows, stats(cfg, seen, dpo_rows, kto_rows)
 
 
@@ -391,9 +395,11 @@ def stats(cfg: PairsConfig, seen: Collected, dpo_rows: list[dict], kto_rows: lis
         },
         "pass_at_k": pass_at_k_stats([(len(g.members), _correct(g.members)) for g in seen.groups]),
         "dpo": {"rows": len(dpo_rows), "pairs_per_prompt": cfg.pairs_per_prompt,
+                "chosen_length_capped": seen.length_capped["chosen"],
                 "mean_pairs_per_prompt_with_pair": _share(sum(with_pair), len(with_pair)),
                 "prompts_by_pair_count": {str(k): v for k, v in sorted(Counter(seen.pair_counts).items())}},
         "kto": {"from": cfg.kto_from, "rows": len(kto_rows), "desirable": desirable,
+                "desirable_length_capped": seen.length_capped["desirable"],
                 "undesirable": len(kto_rows) - desirable,
                 "desirable_share": _share(desirable, len(kto_rows))},
         "bad_lines_skipped": sum(len(v) for v in seen.bad_lines.values()),

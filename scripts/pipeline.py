@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from inference.config import ConfigError, build, load_yaml  # noqa: E402
+from formats import heldout  # noqa: E402
+from formats.checkpoints import checkpoints, has_weights  # noqa: E402
+
+from formats.config import ConfigError, apply_overrides, build, merge, read_yaml  # noqa: E402
 
 VENV = {"inference": ROOT / ".venv-inference", "alignment": ROOT / ".venv-alignment", "sft": ROOT / ".venv-sft"}
 
@@ -78,6 +82,12 @@ class WorldConfig:
     build: bool = field(default=False, metadata={"help": "build the tiny offline world first"})
     seed: int = 0
     args: list[str] = field(default_factory=list, metadata={"help": "extra make_tiny_world.py flags"})
+    script: str = field(default="scripts/make_tiny_world.py", metadata={
+        "help": "the world builder (a rehearsal's: scripts/rehearsal.py)"})
+
+
+PREFIX_HELP = ("words put before the stage's command, e.g. [srun, --nodes=1, --ntasks=1] to run it under a "
+               "scheduler (scripts/slurm/); empty: run it here")
 
 
 @dataclass
@@ -87,7 +97,16 @@ class SFTConfig:
     config: str = field(default="SFT/configs/tiny_cpu.yaml", metadata={"help": "axolotl config"})
     base_model: str = field(default="{world}/model", metadata={"help": "model that SFT starts from"})
     data: str = field(default="{world}/data/sft.jsonl", metadata={"help": "SFT messages JSONL"})
+    epoch: int = field(default=0, metadata={"help": (
+        "M_0 = the SFT run's checkpoint after this epoch (paper: 3 of a 4-epoch run, released as "
+        "Gemma-7B-it-SFT3epoch, SPEC 6); 0: the run's final model. For a local SFT run folder (ours, or `model`)")})
+    mixture_epoch: int = field(default=0, metadata={"help": (
+        "iteration 1 also samples the SFT checkpoint after this epoch, as the mixture's previous model "
+        "(paper: epochs 1 and 3, SPEC 4.4); 0: iteration 1 samples M_0 only")})
+    mixture_model: str = field(default="", metadata={"help": (
+        "iteration 1's second sampling model given directly (a folder or Hub id) instead of mixture_epoch")})
     overrides: list[str] = field(default_factory=list)
+    prefix: list[str] = field(default_factory=list, metadata={"help": PREFIX_HELP})
 
 
 @dataclass
@@ -97,17 +116,19 @@ class GenerateConfig:
     samples_current: int = 20
     samples_previous: int = 10
     overrides: list[str] = field(default_factory=list)
+    prefix: list[str] = field(default_factory=list, metadata={"help": PREFIX_HELP + " (evaluation included)"})
 
 
 @dataclass
 class StageConfig:
     config: str = ""
     overrides: list[str] = field(default_factory=list)
+    prefix: list[str] = field(default_factory=list, metadata={"help": PREFIX_HELP})
 
 
 @dataclass
 class TrainConfig:
-    algorithm: Literal["mdpo", "mkto"] = "mdpo"
+    algorithm: Literal["mdpo", "mkto", "raft"] = "mdpo"
     config: str = "alignment_algorithms/configs/mdpo_tiny_cpu.yaml"
     # paper: the reference is updated to the previous iteration's model (better than fixed)
     reference: Literal["previous", "sft"] = "previous"
@@ -115,6 +136,7 @@ class TrainConfig:
         "command before the script, from the alignment environment's bin/: e.g. [accelerate, launch, "
         "--config_file, alignment_algorithms/accelerate/zero2.yaml]; empty: python")})
     overrides: list[str] = field(default_factory=list)
+    prefix: list[str] = field(default_factory=list, metadata={"help": PREFIX_HELP + ", before the launcher"})
 
 
 @dataclass
@@ -154,6 +176,15 @@ class PipelineConfig:
     pairs: StageConfig = field(default_factory=lambda: StageConfig("inference/configs/pairs_tiny.yaml"))
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    # paper App. B: "We evaluate the model every 50 training steps by the split prompt set" (SPEC 5.5, 7)
+    selection: Literal["best", "last"] = field(default="best", metadata={"help": (
+        "each iteration's model: the checkpoint (one per save_steps of the training config) with the best "
+        "`paper` accuracy, greedy with the tool, on the prompts the trainer held out; or the last step")})
+    keep_checkpoints: bool = field(default=False, metadata={"help": (
+        "keep the checkpoints that selection did not choose (default: deleted once chosen)")})
+    rehearse: bool = field(default=False, metadata={"help": (
+        "run a GPU config on this CPU machine with stand-in models and data, each substitution printed "
+        "(scripts/rehearsal.py)")})
 
 
 @dataclass
@@ -166,22 +197,11 @@ class Run:
     overrides: list[str]
 
 
-def backend_settings(config: str, overrides: list[str]) -> str:
-    """The engine a run needs: its config's `backend` section after its `backend.*` overrides."""
-    path = ROOT / config
-    backend = dict((load_yaml(path)[0].get("backend") or {}) if path.exists() else {})
-    for item in overrides:
-        key, _, raw = item.partition("=")
-        if key.startswith("backend."):
-            backend[key.removeprefix("backend.")] = yaml.safe_load(raw)
-    return json.dumps(backend, sort_keys=True)
-
-
 class Runner:
     """Runs (or prints) stage commands; a finished stage leaves `.done` and is not run again."""
 
-    def __init__(self, cfg: PipelineConfig, dry_run: bool):
-        self.cfg, self.dry_run = cfg, dry_run
+    def __init__(self, cfg: PipelineConfig, dry_run: bool, env: dict | None = None):
+        self.cfg, self.dry_run, self.env = cfg, dry_run, env or {}
         self.run_dir = ROOT / cfg.runs_dir / cfg.name
         self.world = self.run_dir / "world"
         self.log = self.run_dir / "commands.log"
@@ -205,7 +225,7 @@ class Runner:
             fh.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {title}\n{line}\n")
         print(f"[run ] {title}", flush=True)
         start = time.time()
-        returncode = run_stage(cmd, {**os.environ, **(env or {})})
+        returncode = run_stage(cmd, {**os.environ, **self.env, **(env or {})})
         if returncode != 0:
             sys.exit(f"pipeline: stage '{title}' failed (exit {returncode}); fix it and re-run the "
                      f"same command to resume. Command:\n{line}")
@@ -219,8 +239,8 @@ class Runner:
     def build_world(self) -> None:
         w = self.cfg.world
         if w.build:
-            self.stage(self.world, "build the tiny world", self.py(
-                "alignment", "scripts/make_tiny_world.py", "--seed", str(w.seed), "--out", str(self.world), *w.args))
+            self.stage(self.world, f"build the world ({w.script})", self.py(
+                "alignment", w.script, "--seed", str(w.seed), "--out", str(self.world), *w.args))
 
     def sft_model(self) -> str:
         if self.cfg.sft.model:
@@ -231,10 +251,39 @@ class Runner:
             return model
         out = self.run_dir / "sft"
         s = self.cfg.sft
-        self.stage(out, "SFT", ["bash", "SFT/train.sh", s.config, f"base_model={self.path(s.base_model)}",
+        self.stage(out, "SFT", [*s.prefix, "bash", "SFT/train.sh", s.config, f"base_model={self.path(s.base_model)}",
                                 f"datasets.0.path={self.path(s.data)}", f"output_dir={out / 'model'}",
                                 *s.overrides])
         return str(out / "model")
+
+    def sft_models(self) -> tuple[str, str | None]:
+        """M_0 and iteration 1's second sampling model (None: iteration 1 samples M_0 only)."""
+        s = self.cfg.sft
+        run = self.sft_model()
+        if s.mixture_model:
+            return self.sft_checkpoint(run, s.epoch), self.path(s.mixture_model)
+        return self.sft_checkpoint(run, s.epoch), self.sft_checkpoint(run, s.mixture_epoch) if s.mixture_epoch else None
+
+    def sft_checkpoint(self, run: str, epoch: int) -> str:
+        """The checkpoint of the SFT run in folder `run` saved after `epoch` epochs (0: the final model)."""
+        if epoch == 0:
+            return run
+        if self.dry_run and not Path(run).is_dir():
+            return f"{run}/<checkpoint after epoch {epoch}>"
+        if not Path(run).is_dir():
+            sys.exit(f"pipeline: sft.epoch / sft.mixture_epoch pick checkpoints of a local SFT run; {run} is not a "
+                     "folder: set them to 0 (and sft.mixture_model for a second model)")
+        epochs = {}
+        for _, path in checkpoints(run):
+            state = path / "trainer_state.json"
+            if state.exists():
+                epochs[path] = json.loads(state.read_text()).get("epoch") or 0.0
+        found = [path for path, e in epochs.items() if abs(e - epoch) < 0.01]
+        if not found:
+            sys.exit(f"pipeline: the SFT run {run} has no checkpoint after epoch {epoch} (its checkpoints: "
+                     f"{sorted(round(e, 2) for e in epochs.values())}); the SFT config must save every epoch "
+                     "(saves_per_epoch: 1) and keep them (save_total_limit >= num_epochs)")
+        return str(found[0])
 
     def prompt_file(self, t: int) -> tuple[str, list[str]]:
         """The iteration's prompt file and the slice overrides selecting its share."""
@@ -253,8 +302,9 @@ class Runner:
         return files[0], [f"data.start={share * (t - 1)}", f"data.end={share * t}"]
 
     def grade(self, out: Path, title: str, files: list[Path]) -> None:
-        self.stage(out, title, self.py("inference", "-m", "inference.evaluate", "--config", self.cfg.grade.config,
-                                       f"files={json.dumps([str(f) for f in files])}", *self.cfg.grade.overrides))
+        self.stage(out, title, [*self.cfg.grade.prefix, *self.py("inference", "-m", "inference.evaluate"), "--config",
+                                self.cfg.grade.config, f"files={json.dumps([str(f) for f in files])}",
+                                *self.cfg.grade.overrides])
 
     def collection_path(self, t: int, source: str) -> Path:
         return self.run_dir / f"iter{t}" / "generate" / source / "trajectories.jsonl"
@@ -287,15 +337,11 @@ class Runner:
             runs.append(self.collection(k + 1, "current", model))
         if k + 2 <= self.cfg.iterations and self.cfg.generate.samples_previous > 0:
             runs.append(self.collection(k + 2, "previous", model))
-        groups: dict[str, list[Run]] = {}
-        for r in runs:  # runs whose backend settings agree share one engine
-            groups.setdefault(backend_settings(r.config, r.overrides), []).append(r)
-        for i, group in enumerate(groups.values()):
-            out = self.run_dir / "generate" / tag / (f"engine{i}" if len(groups) > 1 else "")
-            cmd = self.py("inference", "-m", "inference.generate")
-            for j, r in enumerate(group):
-                cmd += [*(["--and"] if j else []), "--config", r.config, *r.overrides, f"output={r.output}"]
-            self.stage(out, f"generate with the {tag} model: " + ", ".join(r.title for r in group), cmd)
+        cmd = [*self.cfg.generate.prefix, *self.py("inference", "-m", "inference.generate")]  # it starts one engine per backend setting
+        for j, r in enumerate(runs):
+            cmd += [*(["--and"] if j else []), "--config", r.config, *r.overrides, f"output={r.output}"]
+        self.stage(self.run_dir / "generate" / tag, f"generate with the {tag} model: " + ", ".join(r.title for r in runs),
+                   cmd)
         self.grade(self.run_dir / "eval" / tag / "grade", f"evaluate {tag}: grade",
                    [r.output for r in runs[:len(self.cfg.evaluate.sets)]])
 
@@ -304,18 +350,19 @@ class Runner:
         g = self.cfg.generate
         runs = [{"path": str(self.collection_path(t, "current")), "source": "current",
                  "max_samples_per_prompt": g.samples_current}]
-        if t > 1 and g.samples_previous > 0:  # the mixture: iteration t-1's model sampled these
+        if (t > 1 or self.mixture_in_iteration_1) and g.samples_previous > 0:  # the mixture: M_{t-2} sampled these
             runs.append({"path": str(self.collection_path(t, "previous")), "source": "previous",
                          "max_samples_per_prompt": g.samples_previous})
         self.grade(it / "grade", f"iteration {t}: grade", [Path(r["path"]) for r in runs])
         pairs = it / "pairs"
-        self.stage(pairs, f"iteration {t}: preference data", self.py(
-            "inference", "-m", "inference.pairs", "--config", self.cfg.pairs.config, f"runs={json.dumps(runs)}",
-            f"tokenizer={current}", f"output={pairs / 'data'}", *self.cfg.pairs.overrides))
+        self.stage(pairs, f"iteration {t}: preference data", [*self.cfg.pairs.prefix, *self.py(
+            "inference", "-m", "inference.pairs"), "--config", self.cfg.pairs.config, f"runs={json.dumps(runs)}",
+            f"tokenizer={current}", f"output={pairs / 'data'}", *self.cfg.pairs.overrides])
         tr = self.cfg.train
         model_out = it / "train" / "model"
         reference = current if tr.reference == "previous" else sft
-        subset = "dpo" if tr.algorithm == "mdpo" else "kto"
+        # RAFT trains on the chosen side of the pairs, the reference's RAFT set (SPEC 4.4 step 9)
+        subset = "kto" if tr.algorithm == "mkto" else "dpo"
         stats = pairs / "data" / "stats.json"
         if not self.dry_run and json.loads(stats.read_text())[subset]["rows"] == 0:
             # A tiny model can fail every prompt: no preference signal, so nothing to train on.
@@ -329,18 +376,105 @@ class Runner:
         launch = ([str(VENV["alignment"] / "bin" / tr.launcher[0]), *tr.launcher[1:], script] if tr.launcher
                   else self.py("alignment", script))
         self.stage(it / "train", f"iteration {t}: {tr.algorithm.upper()}", [
-            *launch, "--config", tr.config,
-            "--model_name_or_path", current, "--ref_model_name_or_path", reference,
-            "--dataset_path", str(pairs / "data" / subset), "--output_dir", str(model_out), *tr.overrides])
-        return str(model_out)
+            *tr.prefix, *launch, "--config", tr.config, f"model_name_or_path={current}",
+            *([] if tr.algorithm == "raft" else [f"ref_model_name_or_path={reference}"]),  # RAFT: no reference
+            f"dataset_path={pairs / 'data' / subset}", f"output_dir={model_out}", *tr.overrides])
+        return self.select(t, model_out)
+
+    def select(self, t: int, trained: Path) -> str:
+        """Iteration t's model, recorded in iter<t>/select/selection.json: the final step (`selection:
+        last`), or the checkpoint with the best `paper` accuracy on the prompts the trainer held out,
+        greedy with the tool as in evaluation (ties: the later step). All checkpoints are evaluated in
+        one stage, one engine each; then the unchosen ones are deleted (unless keep_checkpoints)."""
+        out = self.run_dir / f"iter{t}" / "select"
+        record_file = out / "selection.json"
+        if self.dry_run:
+            if self.cfg.selection == "last":
+                return str(trained)
+            self.stage(out / "generate", f"iteration {t}: evaluate each checkpoint on the held-out prompts", [
+                *self.cfg.generate.prefix, *self.py("inference", "-m", "inference.generate"), "--config",
+                self.cfg.evaluate.config,
+                f"model=<{trained}/checkpoint-N, one run each, joined by --and>", *self.heldout_data(t, trained),
+                *self.cfg.evaluate.overrides, f"output={out}/step<N>/trajectories.jsonl"])
+            self.grade(out / "grade", f"iteration {t}: grade the checkpoints", [out / "step<N>" / "trajectories.jsonl"])
+            return str(out / "<chosen checkpoint>")
+        if not record_file.exists():
+            record_file.parent.mkdir(parents=True, exist_ok=True)
+            record = self.evaluate_checkpoints(t, trained, out) if self.cfg.selection == "best" else {
+                "selection": "last", "step": json.loads((trained / "alignment_finished.json").read_text())["steps"],
+                "model": str(trained)}
+            record_file.write_text(json.dumps(record, indent=1) + "\n")
+        record = json.loads(record_file.read_text())
+        if record["selection"] == "best" and not self.cfg.keep_checkpoints:
+            for _, path in checkpoints(trained):
+                if str(path) != record["model"]:
+                    shutil.rmtree(path)
+        print(f"[sel ] iteration {t}: step {record['step']} ({record['selection']}): {record['model']}", flush=True)
+        return record["model"]
+
+    def heldout_data(self, t: int, trained: Path) -> list[str]:
+        """Generation overrides for the prompts of iteration t that its training held out."""
+        data, slice_overrides = self.prompt_file(t)
+        return [f"data.path={data}", f"data.name={self.cfg.prompts_data_name}", f"data.split={self.cfg.prompts_split}",
+                *slice_overrides, f"data.limit={self.cfg.prompts_per_iteration}",
+                f"data.idx_file={trained / heldout.FILE_NAME}"]
+
+    def check_selection(self) -> None:
+        """`selection: best` stops before any stage, not after hours of training, if the training
+        config leaves nothing to choose from or nothing to choose on."""
+        tr = self.cfg.train
+        if self.cfg.selection != "best" or not (ROOT / tr.config).exists():
+            return
+        train_cfg = apply_overrides(read_yaml(ROOT / tr.config)[0], tr.overrides)
+        problems = [why for bad, why in (
+            (train_cfg.get("eval_strategy", "no") == "no", "eval_strategy=no: no prompts are held out"),
+            (train_cfg.get("save_strategy", "steps") == "no", "save_strategy=no: no checkpoints"),
+            (train_cfg.get("use_peft", False), "use_peft: checkpoints hold LoRA adapters, not models")) if bad]
+        if problems:
+            sys.exit(f"pipeline: selection: best, but {tr.config} with {tr.overrides}: {'; '.join(problems)}. "
+                     "Change the training config, or set selection=last")
+
+    def evaluate_checkpoints(self, t: int, trained: Path, out: Path) -> dict:
+        if not (trained / heldout.FILE_NAME).exists():
+            sys.exit(f"pipeline: selection: best needs the prompts that iteration {t}'s training held out, and it "
+                     f"held out none ({trained / heldout.FILE_NAME} is missing): keep eval_strategy on in "
+                     f"{self.cfg.train.config}, or set selection=last")
+        final = json.loads((trained / "alignment_finished.json").read_text())["steps"]
+        # The final checkpoint holds the saved model's weights: that folder stands for it.
+        candidates = {step: path for step, path in checkpoints(trained) if step != final} | {final: trained}
+        for step, path in candidates.items():
+            if not has_weights(path):
+                sys.exit(f"pipeline: {path} holds no whole model (a LoRA run saves adapters only in its "
+                         "checkpoints): set selection=last")
+        outputs = {step: out / f"step{step}" / "trajectories.jsonl" for step in candidates}
+        cmd = [*self.cfg.generate.prefix, *self.py("inference", "-m", "inference.generate")]
+        for j, (step, path) in enumerate(sorted(candidates.items())):
+            cmd += [*(["--and"] if j else []), "--config", self.cfg.evaluate.config, f"model={path}",
+                    *self.heldout_data(t, trained), *self.cfg.evaluate.overrides, f"output={outputs[step]}"]
+        self.stage(out / "generate", f"iteration {t}: evaluate {len(candidates)} checkpoints on the held-out "
+                   "prompts", cmd)
+        self.grade(out / "grade", f"iteration {t}: grade the checkpoints", list(outputs.values()))
+        scores = {step: json.loads(f.with_name("trajectories.metrics.json").read_text())["accuracy"]["paper"]
+                  for step, f in outputs.items()}
+        step = max(scores, key=lambda s: (scores[s], s))
+        return {"selection": "best", "grader": "paper", "step": step, "final_step": final,
+                "model": str(candidates[step]), "heldout_prompts": len(heldout.read(trained / heldout.FILE_NAME)["idx"]),
+                "accuracy": {str(s): scores[s] for s in sorted(scores)}}
 
     def run(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(dataclasses.asdict(self.cfg),
                                                                             sort_keys=False))
+        self.check_selection()
         self.build_world()
-        sft = self.sft_model()
+        sft, mixture = self.sft_models()
         self.generate_with(0, sft)
+        if mixture:  # paper iteration 1: the 1-epoch SFT checkpoint's samples beside M_0's (SPEC 4.4)
+            run = self.collection(1, "previous", mixture)
+            self.stage(self.run_dir / "generate" / "sft_mixture", f"generate with the second SFT model: {run.title}",
+                       [*self.py("inference", "-m", "inference.generate"), "--config", run.config, *run.overrides,
+                        f"output={run.output}"])
+        self.mixture_in_iteration_1 = mixture is not None
         current = sft
         for t in range(1, self.cfg.iterations + 1):
             current = self.iteration(t, current, sft)
@@ -349,35 +483,21 @@ class Runner:
             subprocess.run(self.py("inference", "scripts/make_tables.py", str(self.run_dir)), cwd=ROOT, check=False)
 
 
-def _merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def load(path: str, overrides: list[str]) -> PipelineConfig:
     """A config may start from another (`base: configs/x.yaml`) and change only what differs."""
-    data, lines = load_yaml(path)
-    if "base" in data:
-        base_path = ROOT / data.pop("base")
-        base, _ = load_yaml(base_path)
-        if "base" in base:
-            sys.exit(f"pipeline: {path}: {base_path} has a base of its own; one level only")
-        data = _merge(base, data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            sys.exit(f"pipeline: override '{item}' is not key=value")
-        node = data
-        *parents, last = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = yaml.safe_load(raw)
     try:
-        return build(PipelineConfig, data, path, lines=lines)
+        data, where = read_yaml(path)
+        if "base" in data:
+            base_path = ROOT / data.pop("base")
+            base, base_where = read_yaml(base_path)
+            if "base" in base:
+                raise ConfigError(f"{path}: {base_path} has a base of its own; one level only")
+            data, where = merge(base, data), {**base_where, **where}
+        data = apply_overrides(data, overrides, where, PipelineConfig)
+        return build(PipelineConfig, data, path, where)
     except ConfigError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -387,7 +507,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dry-run", action="store_true", help="print the stage commands, run nothing")
     args = ap.parse_args(argv)
     stop_on_sigterm()
-    Runner(load(args.config, args.overrides), args.dry_run).run()
+    cfg, env = load(args.config, args.overrides), {}
+    if cfg.rehearse:
+        from scripts.rehearsal import rehearse
+
+        cfg, env, substitutions = rehearse(cfg)
+        print("rehearsal: substitutions (everything else is the config's own)\n  " + "\n  ".join(substitutions),
+              flush=True)
+    Runner(cfg, args.dry_run, env).run()
 
 
 if __name__ == "__main__":

@@ -25,11 +25,27 @@ def test_experiment_configs_parse_and_name_existing_stage_configs(path):
     assert cfg.train.config.split("/")[-1].startswith(cfg.train.algorithm)
 
 
-def test_unknown_key_in_experiment_config_is_an_error(tmp_path):
+def test_unknown_key_in_experiment_config_is_an_error(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ntrain:\n  refrence: sft\n")
-    with pytest.raises(SystemExit, match=r"line 3: unknown field 'train.refrence' \(did you mean 'train.reference'"):
+    with pytest.raises(SystemExit):
         pipeline.load(str(bad), [])
+    assert capsys.readouterr().err == (f"error: {bad}, line 3: unknown key 'train.refrence' "
+                                       "(did you mean 'train.reference'?)\n")
+
+
+def test_overrides_reach_list_items_and_are_typed(tmp_path, capsys):
+    cfg = pipeline.load(str(ROOT / "configs" / "tiny_cpu.yaml"), [
+        "evaluate.sets.1.path=x.jsonl", "evaluate.sets.1.name=extra", "evaluate.sets.0.limit=5", "iterations=2"])
+    assert [(s.name, s.path, s.limit) for s in cfg.evaluate.sets] == [
+        ("tiny_test", "{world}/data/test.jsonl", 5), ("extra", "x.jsonl", -1)]
+    assert cfg.iterations == 2
+    with pytest.raises(SystemExit):
+        pipeline.load(str(ROOT / "configs" / "tiny_cpu.yaml"), ["iterations=three"])
+    assert capsys.readouterr().err == "error: override 'iterations=three': key 'iterations': expected int, got 'three'\n"
+    with pytest.raises(SystemExit):
+        pipeline.load(str(ROOT / "configs" / "tiny_cpu.yaml"), ["evaluate.sets.3.path=x"])
+    assert "is a list of 1: '3' is not an index of it (0..1)" in capsys.readouterr().err
 
 
 def dry_run(tmp_path, *overrides):
@@ -61,8 +77,8 @@ def test_dry_run_orders_the_stages_of_algorithm_1(tmp_path):
     assert sft_engine.count(" --and ") == 2 and f"model={tmp_path}/tiny_cpu/sft/model" in sft_engine
     # iteration 2 trains from iteration 1's model against it as the reference (paper: updated reference)
     line = next(x for x in out.splitlines() if "run_mdpo.py" in x and "iter2/train" in x)
-    assert "--model_name_or_path " + str(tmp_path / "tiny_cpu/iter1/train/model") in line
-    assert "--ref_model_name_or_path " + str(tmp_path / "tiny_cpu/iter1/train/model") in line
+    assert "model_name_or_path=" + str(tmp_path / "tiny_cpu/iter1/train/model") in line
+    assert "ref_model_name_or_path=" + str(tmp_path / "tiny_cpu/iter1/train/model") in line
 
 
 def test_fixed_reference_and_disjoint_prompt_shares(tmp_path, tiny_world):
@@ -71,7 +87,7 @@ def test_fixed_reference_and_disjoint_prompt_shares(tmp_path, tiny_world):
                      f"prompts=[{tiny_world}/data/train.jsonl]")
     lines = [x for x in out.splitlines() if "run_mkto.py" in x]
     assert len(lines) == 3
-    assert all("--ref_model_name_or_path " + str(tmp_path / "tiny_cpu/sft/model") in x for x in lines)
+    assert all("ref_model_name_or_path=" + str(tmp_path / "tiny_cpu/sft/model") in x for x in lines)
     assert all("/pairs/data/kto" in x for x in lines)
     runs = [run for x in out.splitlines() if "inference.generate" in x for run in x.split(" --and ")]
     gens = [x for x in runs if "source=current" in x]
@@ -82,13 +98,14 @@ def test_fixed_reference_and_disjoint_prompt_shares(tmp_path, tiny_world):
     assert [f"data.start={n * t} data.end={n * (t + 1)}" in x for t, x in enumerate(previous, start=1)] == [True, True]
 
 
-def test_runs_with_different_backends_get_their_own_engines(tmp_path):
+def test_a_models_runs_go_to_one_generate_command_whatever_their_backends(tmp_path):
+    """inference.generate alone decides which runs share an engine (inference/tests/test_generate.py)."""
     titles, out = dry_run(tmp_path, "evaluate.overrides=[sampling.temperature=0,backend.dtype=bfloat16]")
-    assert titles[2:5] == ["generate with the sft model: evaluation on tiny_test",
-                           "generate with the sft model: iteration 1 prompts (current model), "
-                           "iteration 2 prompts (previous model)", "evaluate sft: grade"]
-    sft = [x for x in out.splitlines() if "inference.generate" in x and "/sft/model" in x]
-    assert len(sft) == 2 and "backend.dtype=bfloat16" in sft[0] and "backend.dtype" not in sft[1]
+    assert titles[2:4] == ["generate with the sft model: evaluation on tiny_test, iteration 1 prompts (current "
+                           "model), iteration 2 prompts (previous model)", "evaluate sft: grade"]
+    [sft] = [x for x in out.splitlines() if "inference.generate" in x and "/sft/model" in x]
+    runs = sft.split(" --and ")
+    assert "backend.dtype=bfloat16" in runs[0] and not any("backend.dtype" in r for r in runs[1:])
 
 
 def test_finished_stages_are_skipped(tmp_path):

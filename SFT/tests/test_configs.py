@@ -108,7 +108,7 @@ def test_typos_at_every_level_fail_with_line_and_suggestion(tmp_path):
     cfg, lines = load(path)
     problems = check(cfg, str(path), lines)
     assert any(f"{path}, line 2: unknown key 'learning_rat' (did you mean 'learning_rate'?)" in p for p in problems)
-    assert any("line 6: unknown key 'datasets.0.field_mesages' (did you mean 'field_messages'?)" in p
+    assert any("line 6: unknown key 'datasets.0.field_mesages' (did you mean 'datasets.0.field_messages'?)" in p
                for p in problems)
     assert any("line 9: unknown key 'special_tokens.pad_tokn'" in p for p in problems)
     assert len(problems) == 3, problems

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trl import TrlParser
 
+from alignment_algorithms.lora import LoraArguments
 from alignment_algorithms.training_run import STAGES, RunArguments
+from formats.config import ConfigError, load
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {  # config: (stage, learning rate); paper App. B
@@ -22,10 +23,11 @@ GPUS_PER_NODE = 8
 
 
 def parse(name: str, stage: str, *extra: str):
-    parser = TrlParser((RunArguments, STAGES[stage][0]))
+    """What run_<stage>.py builds from the file and its overrides (formats/config.py)."""
     # use_cpu only lets this CPU machine build bf16 arguments; nothing else depends on it.
-    return parser.parse_args_and_config(["--config", str(ROOT / "configs" / name), "--model_name_or_path", "m",
-                                         "--dataset_path", "d", "--output_dir", "o", "--use_cpu", "true", *extra])
+    run, _, args = load((RunArguments, LoraArguments, STAGES[stage][0]), ROOT / "configs" / name,
+                        ["model_name_or_path=m", "dataset_path=d", "output_dir=o", "use_cpu=true", *extra])
+    return run, args
 
 
 def test_every_config_is_listed():
@@ -59,15 +61,17 @@ def test_tiny_cpu_configs(name):
 def test_unknown_key_is_refused(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "configs" / "mdpo_tiny_cpu.yaml").read_text() + "warmup_ratio: 0.1\nmask_user_turn: true\n")
-    with pytest.raises(ValueError, match="mask_user_turn"):
-        TrlParser((RunArguments, STAGES["mdpo"][0])).parse_args_and_config(
-            ["--config", str(bad), "--model_name_or_path", "m", "--dataset_path", "d", "--output_dir", "o"])
+    with pytest.raises(ConfigError, match=rf"{bad}, line \d+: unknown key 'mask_user_turn' \(did you mean "
+                                          "'mask_observations'\?\)"):
+        load((RunArguments, LoraArguments, STAGES["mdpo"][0]), bad, ["model_name_or_path=m", "dataset_path=d",
+                                                                     "output_dir=o"])
 
 
 def test_cli_overrides_yaml():
-    run, args = parse("mdpo_gemma-1.1-7b-it.yaml", "mdpo", "--learning_rate", "1e-6",
-                      "--ref_model_name_or_path", "sft", "--mask_observations", "false")
+    run, args = parse("mdpo_gemma-1.1-7b-it.yaml", "mdpo", "learning_rate=1e-6", "ref_model_name_or_path=sft",
+                      "mask_observations=false", "eval_strategy=no", "report_to.0=none")
     assert args.learning_rate == 1e-6 and run.ref_model_name_or_path == "sft" and not args.mask_observations
+    assert args.eval_strategy == "no" and args.report_to == ["none"]
 
 
 ACCELERATE = {"zero2.yaml": (2, 1), "zero3.yaml": (3, 1), "zero3_multinode.yaml": (3, 2)}

@@ -30,8 +30,8 @@ def pairs_dir(tmp_path_factory, trajectories) -> Path:
 
 
 def cli(stage: str, model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--config", str(CONFIGS / f"{stage}_tiny_cpu.yaml"), "--model_name_or_path", str(model),
-            "--dataset_path", str(data), "--output_dir", str(out), *extra]
+    return ["--config", str(CONFIGS / f"{stage}_tiny_cpu.yaml"), f"model_name_or_path={model}",
+            f"dataset_path={data}", f"output_dir={out}", *extra]
 
 
 def assert_loadable(out: Path, tokenizer) -> None:
@@ -42,8 +42,8 @@ def assert_loadable(out: Path, tokenizer) -> None:
 
 def test_mdpo_trains_saves_resumes_and_skips(tmp_path, tiny_model, tiny_tokenizer, pairs_dir, capsys):
     out = tmp_path / "mdpo"
-    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "--max_steps", "2", "--save_steps", "2",
-                     "--eval_steps", "2"))
+    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "max_steps=2", "save_steps=2",
+                     "eval_steps=2"))
     assert_loadable(out, tiny_tokenizer)
     record = json.loads((out / FINISHED_MARKER).read_text())
     assert record["steps"] == 2 and record["eval_rows"] > 0
@@ -51,15 +51,15 @@ def test_mdpo_trains_saves_resumes_and_skips(tmp_path, tiny_model, tiny_tokenize
     assert list((out / "runs").rglob("events.out.tfevents.*"))  # tensorboard logging
 
     marker = (out / FINISHED_MARKER).read_text()
-    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "--max_steps", "4"))
+    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "max_steps=4"))
     assert "nothing to do" in capsys.readouterr().out
     assert (out / FINISHED_MARKER).read_text() == marker and not (out / "checkpoint-4").exists()
 
     # An interruption after step 2: only the checkpoint is left, and the re-run continues from it.
     for name in (FINISHED_MARKER, "model.safetensors", "config.json"):
         (out / name).unlink()
-    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "--max_steps", "4", "--save_steps", "2",
-                     "--eval_steps", "2"))
+    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "max_steps=4", "save_steps=2",
+                     "eval_steps=2"))
     assert f"resuming from {out / 'checkpoint-2'}" in capsys.readouterr().out
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
@@ -69,8 +69,8 @@ def test_mdpo_trains_saves_resumes_and_skips(tmp_path, tiny_model, tiny_tokenize
 
 def test_mkto_with_fixed_reference(tmp_path, tiny_model, other_tiny_model, tiny_tokenizer, pairs_dir):
     out = tmp_path / "mkto"
-    main("mkto", cli("mkto", tiny_model, pairs_dir / "kto", out, "--max_steps", "2",
-                     "--ref_model_name_or_path", str(other_tiny_model), "--eval_strategy", "no"))
+    main("mkto", cli("mkto", tiny_model, pairs_dir / "kto", out, "max_steps=2",
+                     f"ref_model_name_or_path={other_tiny_model}", "eval_strategy=no"))
     assert_loadable(out, tiny_tokenizer)
     record = json.loads((out / FINISHED_MARKER).read_text())
     assert record["reference"] == str(other_tiny_model) and record["eval_rows"] == 0
@@ -80,8 +80,8 @@ def test_script_runs_as_the_pipeline_calls_it(tmp_path, tiny_model, tiny_tokeniz
     out = tmp_path / "script"
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(ROOT / "alignment_algorithms" / "run_mdpo.py"),
-                           *cli("mdpo", tiny_model, pairs_dir / "dpo", out, "--max_steps", "1",
-                                "--eval_strategy", "no", "--report_to", "none")],
+                           *cli("mdpo", tiny_model, pairs_dir / "dpo", out, "max_steps=1",
+                                "eval_strategy=no", "report_to=none")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_loadable(out, tiny_tokenizer)

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer
 
 from formats import trajectory
 from inference.backends import BackendConfig, BackendError, TurnRequest, VLLMBackend
-from inference.config import build
+from formats.config import build
 from inference.generate import GenerateConfig, generate_async
 
 pytestmark = pytest.mark.slow

@@ -7,6 +7,7 @@ only stand-in. Everything else is real: the tokenizer and chat template of the t
 sandbox running the programs, the JSONL writer, resume. Real engines are in test_backends.py.
 """
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -18,8 +19,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from formats import trajectory
+from formats.config import build, read_yaml
 from inference import generate
-from inference.config import build, load_yaml
 from inference.generate import GenerateConfig, main, python_blocks, run, run_many, sample_seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -302,11 +303,21 @@ def test_runs_of_one_model_share_one_engine(tmp_path, server, monkeypatch):
     assert len(engines) == 1
 
 
-def test_runs_sharing_an_engine_must_agree_on_it_and_not_share_outputs(tmp_path, server):
+def test_runs_that_cannot_share_an_engine_get_one_each_and_never_share_outputs(tmp_path, server, monkeypatch):
+    for sub in "bc":
+        (tmp_path / sub).mkdir()
     a = make_cfg(tmp_path, server, ["chat"])
+    b = make_cfg(tmp_path / "b", server, ["chat"], **{"backend.max_num_seqs": 7})
+    c = make_cfg(tmp_path / "c", server, ["solve"])
+    assert generate.engine_groups([a, b, c]) == [[0, 2], [1]]
+    engines = []
+    real = generate.make_backend
+    monkeypatch.setattr(generate, "make_backend", lambda *a: engines.append(a[0]) or real(*a))
+    stats = run_many([a, b, c])
+    assert [e.max_num_seqs for e in engines] == [None, 7]
+    assert [sum(s.stop_reasons.values()) for s in stats] == [1, 1, 1]
     with pytest.raises(SystemExit, match="must agree on model"):
-        run_many([a, make_cfg(tmp_path, server, ["chat"], output=str(tmp_path / "b.jsonl"),
-                              **{"backend.base_url": server.url + "/other"})])
+        asyncio.run(generate.generate_many([a, b]))
     with pytest.raises(SystemExit, match="same output file"):
         run_many([a, make_cfg(tmp_path, server, ["solve"])])
 
@@ -332,8 +343,8 @@ def test_python_blocks():
 @pytest.mark.parametrize("name", ["generate_tiny.yaml", "generate_gemma_collect.yaml",
                                   "generate_gemma_eval.yaml"])
 def test_shipped_configs_parse(name):
-    data, lines = load_yaml(ROOT / "inference" / "configs" / name)
-    cfg = build(GenerateConfig, data, name, lines=lines)
+    data, lines = read_yaml(ROOT / "inference" / "configs" / name)
+    cfg = build(GenerateConfig, data, name, where=lines)
     assert cfg.horizon == 6 and cfg.sampling.max_tokens_per_turn == 512
     assert cfg.sampling.max_tokens_per_trajectory == 2048
     assert cfg.sampling.temperature == (0.0 if "eval" in name else 1.0)

@@ -16,7 +16,7 @@ from formats import scores as scores_format
 from formats import trajectory as trajectory_format
 from formats.trajectory import MAX_CALLS_MARKER
 from inference import pairs
-from inference.config import build, load_yaml
+from formats.config import build, read_yaml
 from inference.pairs import PairsConfig, RunSpec, choose_pairs, pass_at_k
 
 GT = {"0": "12", "1": "30", "2": "7", "3": "100"}
@@ -385,10 +385,10 @@ def test_push_to_hub_is_optional(runs, tmp_path, monkeypatch):
 def test_shipped_configs_parse():
     folder = Path(pairs.__file__).parent / "configs"
     for name in ("pairs.yaml", "pairs_tiny.yaml"):
-        data, lines = load_yaml(folder / name)
-        cfg = build(PairsConfig, data, name, lines=lines)
+        data, lines = read_yaml(folder / name)
+        cfg = build(PairsConfig, data, name, where=lines)
         assert cfg.pairs_per_prompt == 1 and cfg.grader == "paper" and cfg.filters.max_turns is False
-    paper = build(PairsConfig, load_yaml(folder / "pairs.yaml")[0], "pairs.yaml")
+    paper = build(PairsConfig, read_yaml(folder / "pairs.yaml")[0], "pairs.yaml")
     assert [(r.source, r.max_samples_per_prompt) for r in paper.runs] == [("current", 20), ("previous", 10)]
 
 
