@@ -5,8 +5,9 @@ Fields
 - pred (str), gt (str): what was compared, after normalisation
 - scores (dict grader-name -> bool): e.g. {"paper": true, "strict": false}
 - timeouts (list of grader names that timed out; a timeout scores False)
-- grader_version (str): bumped whenever a grader's decisions may change, so that preference
-  data built from stale scores is refused rather than silently mixed
+- grader_version (str): `name=digest,...`, the digest of each grader's source and libraries
+  (inference/grading/graders.py), so that any change re-grades stale scores and preference data
+  built from stale scores is refused rather than silently mixed
 """
 
 from __future__ import annotations

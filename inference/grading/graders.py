@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import hashlib
+from importlib import metadata
+from pathlib import Path
 from typing import NamedTuple
 
 GRADERS = ("paper", "strict")  # what evaluation reports; `paper` is the default (the paper's numbers)
 BASELINES = ("math_verify",)   # compared against in tests and benchmarks only
-# Bump a grader's version whenever its decisions may change: stale scores are then re-graded.
-VERSIONS = {"paper": "1", "strict": "1", "math_verify": "0.9.0-1"}
+# What a grader's decisions depend on: its modules here (the normalisation in extract.py included)
+# and the libraries they call. A version is a digest of these, so any change to them moves it and
+# stale scores are re-graded; a hand-kept number was once left behind when `strict` changed.
+DEPENDS_ON = {
+    "paper": (("paper.py", "extract.py"), ("sympy",)),
+    "strict": (("strict.py", "extract.py"), ("sympy", "latex2sympy2_extended")),
+    "math_verify": (("graders.py",), ("math-verify", "latex2sympy2_extended", "sympy")),
+}
+_HERE = Path(__file__).resolve().parent
+
+
+def source_version(modules: tuple[str, ...], libraries: tuple[str, ...], here: Path = _HERE) -> str:
+    """12 hex digits of sha256 over the modules' source and the libraries' installed versions."""
+    digest = hashlib.sha256()
+    for name in modules:
+        digest.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
+    for lib in libraries:
+        try:
+            installed = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            installed = "absent"
+        digest.update(f"{lib}=={installed}\0".encode())
+    return digest.hexdigest()[:12]
+
+
+VERSIONS = {name: source_version(*deps) for name, deps in DEPENDS_ON.items()}
 
 
 class Pair(NamedTuple):
@@ -21,7 +48,7 @@ class Pair(NamedTuple):
 
 
 def grader_version(graders: tuple[str, ...] | list[str]) -> str:
-    """What goes in a score record's `grader_version`, e.g. `paper=1,strict=1`."""
+    """What goes in a score record's `grader_version`, e.g. `paper=3f0c2a91b7de,strict=...`."""
     check_names(graders)
     return ",".join(f"{g}={VERSIONS[g]}" for g in graders)
 

@@ -4,13 +4,18 @@ Rules, each a deliberate difference from `paper`:
 - numbers are exact: decimals become exact rationals (`0.5` == `\\frac12`, `1.0001` != `1`,
   `0.333` != `\\frac13`); only a ground truth written as a decimal is matched by an exact
   prediction that rounds to it (`\\sqrt2` for `1.41`);
-- a percentage counts only where one side is written as one (`10\\%` == `0.1` == `10`), never
-  `500` for `5`; degrees match radians only where one side carries `^\\circ` (inside a trig
-  function the degree sign is the factor pi/180);
+- a percentage counts only where one side is written as one, never `500` for `5`; a ground
+  truth written as a percentage answers "what percent" and, as in MATH, is matched by the number
+  of percent (`10` or `10\\%` for `10\\%`), not by the fraction (`0.1`); a predicted percentage
+  matches its value (`25\\%` == `\\frac14`); degrees match radians only where one side carries
+  `^\\circ` (inside a trig function the degree sign is the factor pi/180);
 - bare lists and sets are unordered (`3,5` == `5,3`, `\\{1,2\\}` == `\\{2,1\\}`), tuples and
   intervals are ordered and keep their brackets (`(1,2]` != `[1,2)`), unions are unordered;
-- thousands separators (`18{,}000`, `15,\\!000`), units, `\\$`, `\\text{}` wrappers, `x \\in`, and
-  `x =` in front of an answer are dropped; equations match when one is a non-zero multiple of
+- thousands separators (`18{,}000`, `15,\\!000`, `1,100`; not `1, 100`, a list), units (and
+  any words after a plain number: `12 apples`, not `3 dozen`), `\\$`, `\\text{}` wrappers, `x \\in`,
+  and `x =` in front of an answer are dropped, but `y = 5` does not answer `x = 5`; plain-text
+  mixed numbers are read as such (`2 1/2` == `\\frac52`), Unicode signs as their LaTeX
+  (`∞`, `∪`, `π`, `≤`, `≥`, `−`); equations match when one is a non-zero multiple of
   the other, inequalities when they define the same set, matrices element by element, text
   answers case-insensitively; `1011_2` is matched by its digits, or by `11` when it carries its
   base.
@@ -46,6 +51,16 @@ _UNITS = ("cm|mm|km|m|meters?|metres?|kilometers?|centimeters?|inch|inches|in|fe
 _BARE_UNIT_AT_END = re.compile(rf"\s((?:(?:{_UNITS})\.?(?:\^\{{?\d\}}?)?\s*)+)$", re.IGNORECASE)
 _TEXT_AT_END = re.compile(r"\\(?:text|mbox|mathrm|textrm)\s*\{([A-Za-z .]*)\}(?:\^\{?\d\}?)?\s*$")
 _DAYTIME = re.compile(r"[ap]\.?\s*m\.?", re.IGNORECASE)
+# Words after a plain number are its unit (`12 apples`, `45 miles per hour`) unless they change
+# its value or are maths.
+_WORDS_AFTER_NUMBER = re.compile(r"^([-+]?(?:\d+(?:\.\d+)?|\.\d+|\d+\s+\d+/\d+|\d+/\d+))"
+                                 r"\s+([A-Za-z]{3,}(?:\s+[A-Za-z]+)*)\.?$")
+_NOT_UNITS = {"dozen", "dozens", "score", "hundred", "hundreds", "thousand", "thousands", "million",
+              "millions", "billion", "billions", "trillion", "half", "halves", "third", "thirds",
+              "quarter", "quarters", "squared", "cubed", "sqrt", "root", "roots", "factorial", "and",
+              "plus", "minus", "times", "over", "log", "sin", "cos", "tan", "exp", "more", "less"}
+_MIXED_NUMBER = re.compile(r"(^|,\s*)(-?)(\d+)\s+(\d+)/(\d+)(?=\s*(?:,|$))")
+_UNICODE = {"∞": "\\infty", "∪": "\\cup", "π": "\\pi", "≤": "\\le", "≥": "\\ge", "−": "-"}
 _PERCENT = re.compile(r"\\?%|\bpercent\b")
 _DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°|\\degree")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)"
@@ -54,10 +69,11 @@ _SPACES = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad|~|\\displaystyle|\\(?:big|Big|b
 _MATRIX = re.compile(r"\\begin\{[pbvBV]?matrix\}.*?\\end\{[pbvBV]?matrix\}")
 _ROW_BREAK = re.compile(r"(?<!\\)\\(?=[\s\d\-+.(])")
 _REPEATING = re.compile(r"(-?)(\d*)\.(\d*)\\(?:overline|bar)\{(\d+)\}")
-_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")  # no space after a comma: `1, 100` is a list
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _DECIMAL = re.compile(r"(?<![\d.])(\d*)\.(\d+)(?![\d.])")
 _ASSIGNED = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([^()]*\))?\s*(?:=|\\approx)(?!=)")
+_VARIABLE = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?)\s*(?:=|\\approx)(?!=)")  # `x =`, not `f(x) =`
 _TRIG = re.compile(r"\\(?:sin|cos|tan|sec|csc|cot)\b")
 _MATRIX_IN_BRACKETS = re.compile(r"^\[\s*\\begin\{matrix\}(.*)\\end\{matrix\}\s*\]$")
 _BASE = re.compile(r"^(\d+)_\{?(\d+)\}?$")
@@ -81,6 +97,7 @@ class Answer:
     text: str
     percent: bool = False
     degrees: bool = False
+    thousands: str = ""  # the text before `1,100` became `1100`: a list of two, to another reader
 
 
 def _unwrap_text(s: str) -> str:
@@ -103,7 +120,18 @@ def _drop_unit(s: str) -> str:
         rest = s[:m.start()].strip()
         if re.search(r"[\d}]", rest):
             return rest
+    m = _WORDS_AFTER_NUMBER.match(s)
+    if m and not {w.lower() for w in m.group(2).split()} & _NOT_UNITS:
+        return m.group(1)
     return s
+
+
+def _mixed_number(m: re.Match) -> str:
+    """`2 1/2` -> `\\frac{5}{2}`: a whole number and a proper fraction, as written in plain text."""
+    whole, num, den = int(m.group(3)), int(m.group(4)), int(m.group(5))
+    if not 0 < num < den:
+        return m.group(0)
+    return f"{m.group(1)}{m.group(2)}\\frac{{{whole * den + num}}}{{{den}}}"
 
 
 def _repeating(m: re.Match) -> str:
@@ -117,6 +145,9 @@ def _repeating(m: re.Match) -> str:
 def normalise(raw: str) -> Answer:
     s = str(raw).strip().replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = s.replace("\\left", "").replace("\\right", "").replace("{,}", ",")
+    s = re.sub(r",\s*\\!\s*", ",", s)  # `15,\\!000`: a TeX thousands separator
+    for sign, latex in _UNICODE.items():
+        s = s.replace(sign, latex)
     s = _SPACES.sub(" ", s)
     percent = bool(_PERCENT.search(s))
     s = _PERCENT.sub("", s)
@@ -127,15 +158,17 @@ def normalise(raw: str) -> Answer:
     s = _REPEATING.sub(_repeating, s)
     s = _unwrap_text(_drop_unit(s.strip()))
     s = _drop_unit(s.strip()).strip().rstrip(".").strip()
+    s = _MIXED_NUMBER.sub(_mixed_number, s)
     s = re.sub(r"^(?:[A-Za-z]\s*\\in|\\approx)\s*", "", s)
     s = re.sub(r"\binfinity\b|\binf\b", r"\\infty", s)
     s = _fix_fracs(re.sub(r"\\sqrt\s*(\d|[A-Za-z])", r"\\sqrt{\1}", s).replace("\\frac ", "\\frac"))
     s = _MATRIX.sub(lambda m: _ROW_BREAK.sub(r"\\\\", m.group(0)), s)  # `strip_string` halves `\\`
     s = _MATRIX_IN_BRACKETS.sub(r"\\begin{bmatrix}\1\\end{bmatrix}", _unbrace(s))
     s = _SAME_AS.get(re.sub(r"\s+", " ", s.lower()), s)
-    if _THOUSANDS.fullmatch(s.replace(" ", "")) or re.fullmatch(r"-?\d{1,3}(?: \d{3})+(?:\.\d+)?", s):
-        s = s.replace(",", "").replace(" ", "")
-    return Answer(s, percent, degrees)
+    thousands = ""
+    if _THOUSANDS.fullmatch(s) or re.fullmatch(r"-?\d{1,3}(?: \d{3})+(?:\.\d+)?", s):
+        thousands, s = s, s.replace(",", "").replace(" ", "")
+    return Answer(s, percent, degrees, thousands)
 
 
 def _unbrace(s: str) -> str:
@@ -192,6 +225,7 @@ class Node:
     items: tuple = ()
     text: str = ""
     brackets: str = ""
+    name: str = ""  # the variable a scalar was given for (`x = 5`), if any
 
 
 def _expand_pm(items: list[str]) -> list[str]:
@@ -228,11 +262,21 @@ def structure(s: str) -> Node:
     items = [i for i in _expand_pm(items) if i]
     if len(items) > 1:
         return Node("list", tuple(_scalars(items)))
-    return Node("scalar", text=_strip_assignment(s))
+    return _scalar(s)
+
+
+def _scalar(s: str) -> Node:
+    m = _VARIABLE.match(s)
+    return Node("scalar", text=_strip_assignment(s), name=m.group(1).replace("{", "").replace("}", "") if m else "")
 
 
 def _scalars(items: list[str]) -> list[Node]:
-    return [structure(_strip_assignment(i)) for i in _expand_pm(items) if i]
+    out = []
+    for item in _expand_pm(items):
+        if item:
+            node = structure(_strip_assignment(item))
+            out.append(_scalar(item) if node.kind == "scalar" else node)
+    return out
 
 
 @lru_cache(maxsize=4096)
@@ -428,11 +472,10 @@ def _same_in_base(p: str, g: str) -> bool:
 
 
 def _targets(gv, pa: Answer, ga: Answer) -> list:
-    """Values the prediction may equal: a percentage may be read as written or as a fraction."""
+    """Values the prediction may equal: a predicted percentage may be read as written or as a
+    fraction; a ground truth percentage answers "what percent" with the number of percent (MATH)."""
     if not isinstance(gv, sympy.Expr):
         return [gv]
-    if ga.percent and not pa.percent:
-        return [gv, gv / 100]
     if pa.percent and not ga.percent:
         return [gv, gv * 100]
     return [gv]
@@ -456,6 +499,8 @@ def _rounds_to(value: sympy.Expr, g: str, places: int) -> bool:
 
 def _node_equal(p: Node, g: Node, pa: Answer, ga: Answer) -> bool:
     if g.kind == "scalar" and p.kind == "scalar":
+        if p.name and g.name and p.name != g.name:  # `y = 5` does not answer `x = 5`
+            return False
         return _scalar_equal(p.text, g.text, pa, ga)
     if g.kind in ("list", "set") and p.kind in ("list", "set", "seq"):
         return _multiset_equal(list(p.items), list(g.items), lambda x, y: _node_equal(x, y, pa, ga))
@@ -516,7 +561,11 @@ def strict_equal(pred: str, gt: str) -> bool:
             return True
         if "=" in ga.text and not _ASSIGNED.match(ga.text):  # the answer is an equation
             return False
-    return _node_equal(structure(pa.text), structure(ga.text), pa, ga)
+    g = structure(ga.text)
+    if _node_equal(structure(pa.text), g, pa, ga):
+        return True
+    # `45,135` for the list `45^\\circ, 135^\\circ`: the separators were the list's commas
+    return bool(pa.thousands) and g.kind == "list" and _node_equal(structure(pa.thousands), g, pa, ga)
 
 
 def grade_strict(pred: str, gt: str, pred_raw: str | None = None, gt_raw: str | None = None) -> bool:

@@ -6,7 +6,7 @@ import pytest
 
 from formats import scores as scores_format
 from inference import evaluate
-from inference.grading import GradingPool, extract_answer, parse_ground_truth
+from inference.grading import GradingPool, extract_answer, grader_version, parse_ground_truth
 from inference.grading.metrics import is_tool_error, pass_at_k
 
 CONFIG = "inference/configs/evaluate.yaml"
@@ -68,7 +68,7 @@ def test_scores_metrics_and_report(run, pool):
     assert recs["1:0"]["scores"] == {"paper": True, "strict": False}  # 500 for 5
     assert recs["2:0"]["scores"] == {"paper": False, "strict": True}  # 5,3 for 3,5
     assert recs["0:0"]["scores"] == {"paper": True, "strict": True}
-    assert recs["0:0"]["grader_version"] == "paper=1,strict=1"
+    assert recs["0:0"]["grader_version"] == grader_version(["paper", "strict"])
     assert recs["1:1"]["pred"] == "5"
     assert m["n_scored"] == 6 and m["n_problems"] == 3 and m["no_gt"] == 1
     assert m["accuracy"]["paper"] == pytest.approx(100 * 3 / 6)

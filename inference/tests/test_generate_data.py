@@ -8,13 +8,7 @@ import pytest
 from inference.grading.extract import strip_string
 from inference.problems import DataConfig, DataError, load_problems
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-def gsm8k_file(tiny_world: Path) -> Path:
-    """The real GSM8K test set when this checkout has it, else the tiny world's (same format)."""
-    real = SHARED / "gsm8k" / "test.jsonl"
-    return real if real.exists() else tiny_world / "data" / "test.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "data"  # the test sets shipped with the repository
 
 
 def write(path: Path, rows: list[dict]) -> Path:
@@ -22,8 +16,8 @@ def write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def test_gsm8k(tiny_world):
-    path = gsm8k_file(tiny_world)
+def test_gsm8k():
+    path = DATA / "gsm8k" / "test.jsonl"
     first = json.loads(path.read_text().splitlines()[0])
     problems = load_problems(DataConfig(path=str(path), name="gsm8k"))
     assert len(problems) == len(path.read_text().splitlines())
@@ -31,14 +25,11 @@ def test_gsm8k(tiny_world):
     assert p.question == first["question"].strip()
     assert p.gt == strip_string(first["answer"].split("####")[1]) and p.gt
     assert p.gt_cot and "####" not in p.gt_cot
-    assert len({q.idx for q in problems}) == len(problems)
+    assert len({q.idx for q in problems}) == len(problems) == 1319
 
 
-def test_math(tmp_path):
-    real = SHARED / "math" / "test.jsonl"
-    path = real if real.exists() else write(tmp_path / "math.jsonl", [
-        {"idx": 0, "problem": "What is $\\frac{1}{2}+\\frac{1}{2}$?", "level": "Level 1",
-         "type": "Algebra", "solution": "It is $\\boxed{1}$."}])
+def test_math():
+    path = DATA / "math" / "test.jsonl"
     p = load_problems(DataConfig(path=str(path), name="math", limit=1))[0]
     row = json.loads(path.read_text().splitlines()[0])
     assert p.question == row["problem"].strip() and p.gt_cot == row["solution"].strip()

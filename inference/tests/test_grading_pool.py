@@ -2,13 +2,14 @@
 False and is reported (SPEC 3.5); a crashed worker is replaced."""
 
 import multiprocessing
+import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from inference.grading import GradingPool, Pair, grade, grader_version
+from inference.grading import VERSIONS, GradingPool, Pair, grade, grader_version, graders
 
 # sympy's simplify takes minutes on this pair (measured: 140 s), so the reference grader hangs.
 SLOW = Pair("(x+y+z+1)^{30}", "(1+x+y+z)^{31}")
@@ -87,4 +88,22 @@ def test_bad_grader_names():
         GradingPool(("paper", "fuzzy"))
     with pytest.raises(ValueError, match="unknown grader"):
         grader_version(["nope"])
-    assert grader_version(["paper", "strict"]) == "paper=1,strict=1"
+    assert grader_version(["paper", "strict"]) == f"paper={VERSIONS['paper']},strict={VERSIONS['strict']}"
+
+
+def test_a_change_to_a_graders_source_moves_its_version(tmp_path):
+    """Versions are digests of what decides (no number to forget to bump): editing strict.py
+    moves strict's version only; editing extract.py (the normalisation both use) moves both."""
+    here = Path(graders.__file__).parent
+    for name in ("paper.py", "strict.py", "extract.py", "graders.py"):
+        shutil.copy(here / name, tmp_path / name)
+    now = {g: graders.source_version(*deps, here=tmp_path) for g, deps in graders.DEPENDS_ON.items()}
+    assert now == VERSIONS and len(set(now.values())) == 3
+    strict = tmp_path / "strict.py"
+    strict.write_text(strict.read_text().replace('"times")', '"times|hours")'))
+    after = {g: graders.source_version(*deps, here=tmp_path) for g, deps in graders.DEPENDS_ON.items()}
+    assert after["strict"] != now["strict"] and after["paper"] == now["paper"]
+    (tmp_path / "extract.py").write_text((tmp_path / "extract.py").read_text() + "\n")
+    again = {g: graders.source_version(*deps, here=tmp_path) for g, deps in graders.DEPENDS_ON.items()}
+    assert again["strict"] != after["strict"] and again["paper"] != now["paper"]
+    assert again["math_verify"] == now["math_verify"]

@@ -11,7 +11,7 @@ from inference.grading import GradingPool, Pair, parse_ground_truth, raw_ground_
 from inference.grading.strict import strict_equal
 
 DATA = Path(__file__).parent / "data"
-MATH = Path("/work/shared/data/math/test.jsonl")
+MATH = Path(__file__).resolve().parents[1] / "data" / "math" / "test.jsonl"  # shipped with the repository
 
 
 @pytest.mark.parametrize("pred, gt, expected", [
@@ -23,8 +23,8 @@ MATH = Path("/work/shared/data/math/test.jsonl")
     ("\\frac12", "0.5", True), ("x=5", "5", True), ("\\dfrac{1}{2}", "\\frac{1}{2}", True),
     ("2x+1", "1+2x", True), ("\\text{(B)}", "B", True), ("(-\\infty, 3)", "(-\\infty,3)", True),
     ("\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", True),
-    # percentages only where a side is one
-    ("0.1", "10\\%", True), ("10", "10\\%", True), ("1000", "10\\%", False), ("25\\%", "\\frac14", True),
+    # percentages only where a side is one; a percentage ground truth wants the number of percent (MATH)
+    ("0.1", "10\\%", False), ("10", "10\\%", True), ("1000", "10\\%", False), ("25\\%", "\\frac14", True),
     # exact numbers; a decimal ground truth is matched by an exact value that rounds to it
     ("0.333", "\\frac13", False), ("\\sqrt2", "1.41", True), ("1.414", "1.41", False),
     ("\\frac{39}{20}", "2.0", False), ("0.\\overline{3}", "\\frac13", True),
@@ -39,6 +39,17 @@ MATH = Path("/work/shared/data/math/test.jsonl")
 ])
 def test_rules(pred, gt, expected):
     assert strict_equal(pred, gt) is expected
+
+
+def test_blind_spots_found_in_review():
+    """Cases written for issue 19 before strict was changed (both labels for each kind): the
+    Unicode infinity, plain-text mixed numbers, words after a number, 'what percent' answers,
+    lists that read like thousands separators, and an answer for another variable."""
+    rows = [json.loads(line) for line in (DATA / "grader_blind_spots.jsonl").open()]
+    kinds = Counter((r["kind"], r["label"]) for r in rows)
+    assert len({k for k, _ in kinds}) == 6 and all(kinds[k, label] >= 4 for k, _ in kinds for label in (True, False))
+    wrong = [(r["pred"], r["gt"], r["label"]) for r in rows if strict_equal(r["pred"], r["gt"]) is not r["label"]]
+    assert wrong == []
 
 
 def test_works_from_normalised_strings_too():
@@ -81,7 +92,6 @@ def test_strict_beats_paper_and_math_verify(pool, name, size):
     assert acc["strict"] >= 0.98, (acc, misses)
 
 
-@pytest.mark.skipif(not MATH.exists(), reason="no MATH test set here")
 def test_every_math_answer_equals_itself():
     rows = [json.loads(line) for line in MATH.open()]
     pairs = []
