@@ -16,6 +16,9 @@ from tqdm import tqdm
 
 from formats.trajectory import MAX_CALLS_MARKER
 
+# Stop reasons of a trajectory cut by a length cap (512 per turn, 2048 per trajectory, the context).
+LENGTH_CAPS = ("max_tokens", "context")
+
 
 @dataclass
 class Candidate:
@@ -113,6 +116,10 @@ class FilterConfig:
     max_turns: bool = field(default=False, metadata={"help": (
         "drop trajectories that hit the turn limit ('Reach max function call limit.'); "
         "kept by SPEC 4.3/4.4, dropped by 4.5")})
+    correct_length_capped: bool = field(default=False, metadata={"help": (
+        "drop a correct trajectory that a length cap stopped (stop_reason max_tokens or context: no "
+        "\\boxed{}, its answer the last number of its cut-off turn). Kept by the reference, whose "
+        "labels come from the score alone (SPEC 1.4, 4.3), so it may become a chosen example")})
     max_pred_chars: int = field(default=0, metadata={"help": (
         "drop if the prediction is longer than this many characters; 0 = off "
         "(SPEC 4.4 step 3 used 20)")})
@@ -187,6 +194,7 @@ RULES = (
     Rule("missing_sympy_module", _any_message("No module named", "sympy.")),
     Rule("not_subscriptable", _any_message("object is not subscriptable")),
     Rule("max_turns", _hit_turn_limit),
+    Rule("correct_length_capped", lambda c, _: c.correct and c.stop_reason in LENGTH_CAPS),
     Rule("max_pred_chars", lambda c, cfg: len(c.pred) > cfg.max_pred_chars),
     Rule("max_tokens", _too_many_tokens),
 )

@@ -43,9 +43,9 @@ from typing import Literal
 from tqdm import tqdm
 
 from formats import FormatError, append_jsonl, iter_jsonl
+from formats.config import parse_cli, to_dict
 from formats.trajectory import FORMAT_VERSION, MAX_CALLS_MARKER, validate
 from inference.backends import BackendConfig, BackendError, Completion, TurnRequest, make_backend
-from formats.config import parse_cli, to_dict
 from inference.grading.extract import extract_answer
 from inference.problems import DataConfig, DataError, Problem, load_problems
 from inference.prompts import PromptError, PromptFormat, make_format, observation_content
@@ -65,7 +65,9 @@ class SamplingConfig:
     seed: int = field(default=0, metadata={"help": "base seed; sample k of problem idx gets its own"})
     max_tokens_per_turn: int = field(default=512, metadata={"help": "paper: 512 tokens per turn"})
     max_tokens_per_trajectory: int = field(
-        default=2048, metadata={"help": "paper: 2048 tokens per trajectory (prompt, turns, observations)"})
+        default=2048, metadata={"help": (
+            "paper: 2048 tokens per trajectory (prompt, turns, observations); 0 = no cap but the model's "
+            "context (the official scripts, SPEC 1.1)")})
 
 
 @dataclass
@@ -416,7 +418,7 @@ async def _drive(job: Job, backend, position: int = 0) -> RunStats:
     if not todo:
         return RunStats()
     limits = Limits(cfg.horizon, cfg.sampling.max_tokens_per_turn,
-                    cfg.sampling.max_tokens_per_trajectory, backend.max_model_len)
+                    cfg.sampling.max_tokens_per_trajectory or sys.maxsize, backend.max_model_len)
     sampling = sampling_record(cfg)
     queue: asyncio.Queue = asyncio.Queue()
     for item in todo:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from formats import FormatError, heldout
 from inference.grading.extract import parse_ground_truth, parse_question
 
 # Columns kept in a record's `extra` (the reference copies these into its output, SPEC 1.5).
@@ -36,7 +37,13 @@ class DataConfig:
     hub_config: str | None = field(default=None, metadata={"help": "Hub data set config (e.g. main)"})
     start: int = field(default=0, metadata={"help": "first row (0-based, as the reference's --start)"})
     end: int = field(default=-1, metadata={"help": "row after the last; -1: to the end"})
-    limit: int = field(default=-1, metadata={"help": "at most this many rows after start/end; -1: all"})
+    share: str = field(default="", metadata={
+        "help": "k/N: the k-th of N equal, disjoint shares of the rows after start/end (the rest of the division "
+                "left out), e.g. 2/3 for the second of three iterations' prompt sets; '': all"})
+    limit: int = field(default=-1, metadata={"help": "at most this many rows after start/end/share; -1: all"})
+    idx_file: str | None = field(default=None, metadata={
+        "help": "keep only the rows (after start/end/limit) whose idx a training run held out for model "
+                "selection: its heldout_prompts.json (formats/heldout.py)"})
 
 
 @dataclass(frozen=True)
@@ -88,12 +95,32 @@ def read_rows(cfg: DataConfig) -> list[tuple[str, dict]]:
     return _read_hub(cfg)
 
 
+def _share(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise DataError(f"data.share {text!r}: expected k/N with 1 <= k <= N, e.g. 2/3")
+    return int(match[1]), int(match[2])
+
+
 def load_problems(cfg: DataConfig) -> list[Problem]:
     rows = read_rows(cfg)
     end = len(rows) if cfg.end < 0 else min(cfg.end, len(rows))
     picked = list(enumerate(rows))[cfg.start:end]
+    if cfg.share:
+        k, n = _share(cfg.share)
+        size = len(picked) // n
+        picked = picked[size * (k - 1):size * k]
     if cfg.limit >= 0:
         picked = picked[:cfg.limit]
+    if cfg.idx_file:
+        try:
+            keep = set(heldout.read(cfg.idx_file)["idx"])
+        except (OSError, FormatError) as exc:
+            raise DataError(f"data.idx_file: {exc}") from None
+        picked = [(pos, (where, row)) for pos, (where, row) in picked if str(row.get("idx", pos)) in keep]
+        if len(picked) != len(keep):
+            raise DataError(f"data.idx_file {cfg.idx_file}: {len(keep) - len(picked)} of its {len(keep)} "
+                            f"prompts are not among the selected rows of {cfg.path}")
     problems, seen = [], set()
     for pos, (where, row) in picked:
         idx = str(row.get("idx", pos))

@@ -206,6 +206,22 @@ def test_token_caps_per_turn_and_per_trajectory(tmp_path, server, tokenizer):
     assert recs["persist"]["stop_reason"] == "max_tokens"
 
 
+def test_no_trajectory_cap_leaves_only_the_context(tmp_path, tiny_world, tokenizer):
+    """Evaluation setting "official" (max_tokens_per_trajectory 0): the official scripts cap each call,
+    never the trajectory (SPEC 1.1); only the model's context ends a long one."""
+    srv = FakeServer(tokenizer, str(tiny_world / "model"), max_model_len=120)
+    try:
+        cfg = make_cfg(tmp_path, srv, ["persist", "long"], **{
+            "sampling.max_tokens_per_turn": 500, "sampling.max_tokens_per_trajectory": 0})
+        run(cfg)
+    finally:
+        srv.close()
+    recs = records(cfg)
+    assert (recs["persist"]["stop_reason"], recs["persist"]["turns"]) == ("answer", 3)
+    assert recs["long"]["stop_reason"] == "context"
+    assert all(len(r["prompt"]) + r["max_tokens"] <= 120 for r in srv.requests)
+
+
 def test_a_failed_request_is_recorded_and_the_run_goes_on(tmp_path, server):
     cfg = make_cfg(tmp_path, server, ["solve", "fail", "chat"])
     stats = run(cfg)

@@ -54,6 +54,15 @@ def test_start_end_limit_and_positional_idx(tmp_path):
     assert len(load_problems(DataConfig(path=str(path), start=7))) == 3
 
 
+def test_shares_are_equal_and_disjoint(tmp_path):
+    path = write(tmp_path / "q.jsonl", [{"question": f"q{i}", "answer": f"#### {i}"} for i in range(10)])
+    shares = [[p.idx for p in load_problems(DataConfig(path=str(path), share=f"{k}/3"))] for k in (1, 2, 3)]
+    assert shares == [["0", "1", "2"], ["3", "4", "5"], ["6", "7", "8"]]
+    assert [p.idx for p in load_problems(DataConfig(path=str(path), start=4, share="2/2", limit=2))] == ["7", "8"]
+    with pytest.raises(DataError, match="data.share '4/3': expected k/N"):
+        load_problems(DataConfig(path=str(path), share="4/3"))
+
+
 @pytest.mark.parametrize("content, message", [
     ('{"question": "a", "answer": "#### 1"}\n{"question": \n', "q.jsonl, line 2: not valid JSON"),
     ('{"question": "a", "answer": "#### 1", "idx": 1}\n{"question": "b", "answer": "#### 2", "idx": 1}\n',
@@ -77,3 +86,18 @@ def test_hub_failure_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="cannot load 'no-such-org/no-such-set'.*from the Hugging Face Hub"):
         load_problems(DataConfig(path="no-such-org/no-such-set", split="train"))
+
+
+def test_idx_file_keeps_the_prompts_a_training_run_held_out(tmp_path):
+    from formats import heldout
+
+    path = write(tmp_path / "q.jsonl", [{"question": f"q{i}", "answer": f"#### {i}"} for i in range(10)])
+    heldout.write(tmp_path / "held.json", ["6", "3"], 0.2, 42)
+    picked = load_problems(DataConfig(path=str(path), start=2, end=8, idx_file=str(tmp_path / "held.json")))
+    assert [(p.idx, p.question) for p in picked] == [("3", "q3"), ("6", "q6")]
+    # A held-out prompt outside the selected rows means the wrong prompt file or slice: an error.
+    with pytest.raises(DataError, match=r"held.json: 1 of its 2 prompts are not among the selected rows"):
+        load_problems(DataConfig(path=str(path), start=4, end=8, idx_file=str(tmp_path / "held.json")))
+    (tmp_path / "bad.json").write_text('{"idx": [], "fraction": 0.2, "seed": 1, "format_version": 1}')
+    with pytest.raises(DataError, match=r"bad.json: field 'idx': expected a non-empty list"):
+        load_problems(DataConfig(path=str(path), idx_file=str(tmp_path / "bad.json")))

@@ -155,8 +155,9 @@ def test_end_to_end_paper_defaults(runs, tmp_path):
                                                         "pass@4": 0.75}
     assert stats["sources"]["previous"]["pass_at_k"]["pass@2"] == 0.75
     assert stats["dpo"]["rows"] == 2 and stats["dpo"]["prompts_by_pair_count"] == {"0": 2, "1": 2}
-    assert stats["kto"] == {"from": "pairs", "rows": 4, "desirable": 2, "undesirable": 2,
-                            "desirable_share": 0.5}
+    assert stats["kto"] == {"from": "pairs", "rows": 4, "desirable": 2, "desirable_length_capped": 0,
+                            "undesirable": 2, "desirable_share": 0.5}
+    assert stats["dpo"]["chosen_length_capped"] == 0
     assert stats["bad_lines_skipped"] == 0 and stats["grader_version"] == "g1"
 
     dpo = load_from_disk(str(out / "dpo"))
@@ -220,8 +221,26 @@ def test_rerun_gives_identical_output(runs, tmp_path):
 def test_kto_from_all(runs, tmp_path):
     _, kto, stats = pairs.build(config(runs, tmp_path / "o", kto_from="all"))
     assert len(kto) == 19
-    assert stats["kto"] == {"from": "all", "rows": 19, "desirable": 9, "undesirable": 10,
-                            "desirable_share": round(9 / 19, 6)}
+    assert stats["kto"] == {"from": "all", "rows": 19, "desirable": 9, "desirable_length_capped": 0,
+                            "undesirable": 10, "desirable_share": round(9 / 19, 6)}
+
+
+def test_length_capped_correct_trajectory_is_chosen_unless_excluded(tmp_path):
+    """A turn cut by the 512-token cap has no \\boxed{}; its answer is the last number of the cut-off
+    turn. The reference labels by that answer alone (SPEC 1.4, 4.3): it may become the chosen side."""
+    capped = solved("0", "cap", GT["0"])[:2] + [
+        {"role": "assistant", "content": f"The output is {GT['0']}, so adding the next part gives"}]
+    recs = [record("0", 0, capped, GT["0"], stop="max_tokens"), wrong("0", 1, "w")]
+    path = write_run(tmp_path, "r", recs)
+    dpo, kto, stats = pairs.build(PairsConfig(runs=[RunSpec(str(path))], output=str(tmp_path / "o")))
+    assert [row["chosen"] for row in dpo] == [capped]
+    assert stats["dpo"]["chosen_length_capped"] == 1 and stats["kto"]["desirable_length_capped"] == 1
+    assert stats["filters"]["correct_length_capped"] == {"enabled": False, "removed": 0, "matched": 1}
+
+    pairs.main([f"runs=[{{path: '{path}'}}]", f"output={tmp_path / 'x'}", "filters.correct_length_capped=true"])
+    stats = json.loads((tmp_path / "x" / "stats.json").read_text())
+    assert stats["dpo"]["rows"] == 0 and stats["dpo"]["chosen_length_capped"] == 0
+    assert stats["filters"]["correct_length_capped"] == {"enabled": True, "removed": 1, "matched": 1}
 
 
 def test_dedup_first_turn(tmp_path):
