@@ -29,9 +29,9 @@ from collections import Counter
 from pathlib import Path
 
 from formats import trajectory
+from formats.config import build
 from inference.backends import BackendConfig, VLLMBackend
 from inference.cpus import usable_cpus
-from formats.config import build
 from inference.generate import (
     GenerateConfig,
     Limits,

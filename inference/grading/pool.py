@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..cpus import usable_cpus
 from .graders import GRADERS, Pair, check_names
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class GradingPool:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self.graders = tuple(graders)
         self.timeout_s = timeout_s
-        self.n_workers = max(1, workers or os.cpu_count() or 1)
+        self.n_workers = max(1, workers or usable_cpus())
         self.memory_mb = memory_mb
         self.errors: list[str] = []  # grader exceptions seen (each scored False)
         self._workers: list[_Worker] = []

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Literal
+
+from ..cpus import usable_cpus
 
 
 @dataclass
@@ -30,10 +31,14 @@ class SandboxConfig:
         "6 turns x 20 s (paper: H=6)")})
     max_procs: int = field(default=64, metadata={"help": (
         "processes and threads a trajectory may run at once (RLIMIT_NPROC, per-trajectory uid)")})
-    max_output_chars: int = field(default=0, metadata={"help": (
-        "truncate observations longer than this, keeping head and tail; 0 = unlimited, as in "
-        "the reference (ToRA used 400, the authors' June 2024 code 800)")})
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata={"help": (
+    max_output_chars: int = field(default=100_000, metadata={"help": (
+        "truncate observations longer than this to their first and last half, joined by '...'; "
+        "0 = unlimited, as in the reference. The default only stops runaway output (one "
+        "`print('x' * 10**8)` would put 100 MB into the next prompt and the JSONL): a trajectory "
+        "is cut at 2048 tokens (SPEC 1.3), and 100,000 characters fit in 2048 tokens only if "
+        "they average 49 characters a token (program output: 2-4), so no trajectory the paper "
+        "could keep changes. ToRA used 400, the authors' June 2024 code 800")})
+    workers: int = field(default_factory=usable_cpus, metadata={"help": (
         "cells executing at once (more wait their turn; their timeout starts when they run); "
         "open sessions are not limited by this")})
     prestarted: int = field(default=16, metadata={"help": (
@@ -42,7 +47,8 @@ class SandboxConfig:
         "processes forking new workers in parallel (each shares the pre-warmed interpreter's memory)")})
     isolation: Literal["auto", "require", "off"] = field(default="auto", metadata={"help": (
         "auto: use every layer the OS allows and warn once about missing ones; require: fail if "
-        "any is missing; off: process, rlimits, private directory and scrubbed environment only")})
+        "any is missing; off: process, rlimits, private directory and scrubbed environment only "
+        "(the code can still read other processes' environments through /proc)")})
     env_keep: list[str] = field(default_factory=lambda: ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"],
                                 metadata={"help": (
         "environment variables passed to the code; everything else (tokens, credentials) is "
