@@ -75,7 +75,8 @@ class Layers:
             "hidden_home": "hidden home directory (code may read files in it)",
             "worker_pid_ns": "per-trajectory pid namespace (detached processes may outlive it)",
             "worker_tmpfs": "per-trajectory tmpfs (no quota on the total size of its files)",
-            "worker_uid": "per-trajectory uid (process limit shared; trajectories can signal each other)",
+            "worker_uid": ("per-trajectory uid (process limit shared; trajectories can signal each other, "
+                           "and read the environment of this user's processes through /proc)"),
         }
         return [names[k] for k, v in asdict(self).items() if not v]
 

@@ -6,7 +6,7 @@ traceback (e.g. `NameError: name 'x' is not defined`, or the whole `File <ipytho
 block of a syntax error); a timeout reads `TimeoutError: 'Timed Out'` (the in-process alarm) or
 `Timeout Error` (the process had to be killed). Fixed: what was printed before an error or a
 timeout is kept (SPEC 8.7), `Out[n]: ` is never deleted from real output (8.6), the status comes
-from what happened, never from the text (8.5), and the length can be bounded (8.8).
+from what happened, never from the text (8.5), and runaway output is bounded (8.8).
 """
 
 from __future__ import annotations
