@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from alignment_testdata import pair_rows, unpaired_rows
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment_algorithms.training_run import FINISHED_MARKER, main
+from alignment_algorithms.training_run import FINISHED_MARKER, STAGES, main
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,13 +68,47 @@ def test_mdpo_trains_saves_resumes_and_skips(tmp_path, tiny_model, tiny_tokenize
     assert_loadable(out, tiny_tokenizer)
 
 
-def test_mkto_with_fixed_reference(tmp_path, tiny_model, other_tiny_model, tiny_tokenizer, pairs_dir):
-    out = tmp_path / "mkto"
-    main("mkto", cli("mkto", tiny_model, pairs_dir / "kto", out, "max_steps=2",
-                     f"ref_model_name_or_path={other_tiny_model}", "eval_strategy=no"))
+def trainers_used(monkeypatch, stage: str) -> list:
+    """The trainer objects `main` builds, seen as `train` is called on them (the real `train` runs)."""
+    seen = []
+    trainer_class = STAGES[stage][1]
+    original = trainer_class.train
+
+    def train(self, *args, **kwargs):
+        seen.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_class, "train", train)
+    return seen
+
+
+def same_weights(model, path: Path) -> bool:
+    other = AutoModelForCausalLM.from_pretrained(path).state_dict()
+    return all(torch.equal(tensor.cpu(), other[name]) for name, tensor in model.state_dict().items())
+
+
+@pytest.mark.parametrize("stage, data", [("mkto", "kto"), ("mdpo", "dpo")])
+def test_the_reference_used_is_the_one_named(tmp_path, tiny_model, other_tiny_model, tiny_tokenizer, pairs_dir,
+                                             monkeypatch, stage, data):
+    """Not the path echoed into the record: the weights the trainer scored the reference with."""
+    used = trainers_used(monkeypatch, stage)
+    out = tmp_path / stage
+    main(stage, cli(stage, tiny_model, pairs_dir / data, out, "max_steps=2",
+                    f"ref_model_name_or_path={other_tiny_model}", "eval_strategy=no"))
     assert_loadable(out, tiny_tokenizer)
+    (trainer,) = used
+    assert same_weights(trainer.ref_model, other_tiny_model) and not same_weights(trainer.ref_model, tiny_model)
+    assert not same_weights(trainer.model, other_tiny_model)  # the policy started from tiny_model and trained
     record = json.loads((out / FINISHED_MARKER).read_text())
     assert record["reference"] == str(other_tiny_model) and record["eval_rows"] == 0
+
+
+def test_the_default_reference_is_the_initial_policy(tmp_path, tiny_model, pairs_dir, monkeypatch):
+    used = trainers_used(monkeypatch, "mdpo")
+    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", tmp_path / "mdpo", "max_steps=2", "eval_strategy=no"))
+    (trainer,) = used
+    assert trainer.ref_model is not None and same_weights(trainer.ref_model, tiny_model)  # frozen in training
+    assert not same_weights(trainer.model, tiny_model)
 
 
 def test_script_runs_as_the_pipeline_calls_it(tmp_path, tiny_model, tiny_tokenizer, pairs_dir):
