@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     caps["n_gpu"] = args.gpus
     problems = check_local_data(cfg) + check(cfg, args.config, lines, (caps, env))
     if problems:
-        print("\n".join(problems), file=sys.stderr)
-        return 1
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     resolved = out / RESOLVED_NAME
     resolved.write_text(f"# resolved from {Path(args.config).resolve()} {' '.join(args.overrides)}\n"

@@ -20,13 +20,11 @@
 # Environment: SFT_PYTHON (default .venv-sft/bin/python), NPROC (processes; default: the visible
 # GPUs, or 1 on CPU), TORCHRUN_ARGS (extra torchrun arguments, e.g. for several nodes).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PY=${SFT_PYTHON:-$ROOT/.venv-sft/bin/python}
-
 if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
   sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
   exit $(( $# < 1 ? 2 : 0 ))
 fi
+source "$(dirname "$0")/../scripts/stage_env.sh" sft  # ROOT, PY, PYTHONPATH
 CONFIG=$1; shift
 OVERRIDES=() AXOLOTL_ARGS=()
 while [ $# -gt 0 ]; do
@@ -38,20 +36,19 @@ while [ $# -gt 0 ]; do
 done
 
 export AXOLOTL_DO_NOT_TRACK=${AXOLOTL_DO_NOT_TRACK:-1}
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # python -m SFT.prepare_run from any directory
 NPROC=${NPROC:-$("$PY" -c 'import torch; print(torch.cuda.device_count())')}
 [ "$NPROC" -ge 1 ] || NPROC=1
 
 PLAN=$("$PY" -m SFT.prepare_run "$CONFIG" "${OVERRIDES[@]}" --gpus "$NPROC")
 IFS=$'\t' read -r STATE RESOLVED OUT <<< "$PLAN"
-if [ "$STATE" = done ]; then
+if [ "$STATE" = "done" ]; then
   echo "train.sh: $RESOLVED already holds a finished model ($RESOLVED/sft_complete.json); nothing to do."
   exit 0
 fi
 
 echo "train.sh: training with $RESOLVED on $NPROC process(es)"
 START=$(date +%s)
-if [ "$NPROC" -gt 1 ]; then
+if [ "$NPROC" -gt 1 ] || [ -n "${TORCHRUN_ARGS:-}" ]; then  # several nodes: torchrun even with 1 GPU each
   # shellcheck disable=SC2086  # TORCHRUN_ARGS is a list of words on purpose
   "$PY" -m torch.distributed.run --nproc_per_node "$NPROC" ${TORCHRUN_ARGS:-} \
     -m axolotl.cli.train "$RESOLVED" "${AXOLOTL_ARGS[@]}"

@@ -11,27 +11,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datasets import Dataset, IterableDataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import global_then_local_main_first
 
 from .collators import CHOSEN_MASK, REJECTED_MASK, MultiTurnPreferenceCollator
-from .trainer_inputs import chat_tokenizer, map_kwargs, masked_completion, reference_model
+from .multiturn import MultiTurnArguments, MultiTurnTrainerMixin
+from .trainer_inputs import masked_completion
 from .turn_mask import ChatTemplateError
 
 NLL_LOSS = "sft"  # TRL's token-mean NLL of the chosen completions, over the same masked tokens
 
 
 @dataclass
-class MultiTurnDPOConfig(DPOConfig):
-    """DPOConfig plus the paper's switches. Defaults: SPEC 5.3 / 5.5."""
+class MultiTurnDPOConfig(MultiTurnArguments, DPOConfig):
+    """DPOConfig plus the paper's switches (multiturn.py) and the NLL term. Defaults: SPEC 5.3 / 5.5."""
 
-    mask_observations: bool = field(default=True, metadata={
-        "help": "Sum log-probabilities over model-generated tokens only (M-DPO). False trains on observation "
-                "tokens too: the single-turn DPO baseline of the paper's Table 1."})
-    append_eos: bool = field(default=True, metadata={
-        "help": "Append one trained EOS to each completion, as the reference does (SPEC 5.2), unless "
-                "the chat template already closes turns with EOS."})
     nll_coefficient: float = field(default=0.0, metadata={
         "help": "Weight of an NLL term on the chosen completions (the paper's NLL ablation; reference "
                 "default 0). Implemented as TRL's 'sft' loss added to loss_type."})
@@ -65,44 +60,26 @@ def tokenize_pair(row: dict, index: int, tokenizer: PreTrainedTokenizerBase, dat
             "rejected_ids": rejected.completion_ids, REJECTED_MASK: rejected.completion_mask}
 
 
-class MultiTurnDPOTrainer(DPOTrainer):
+class MultiTurnDPOTrainer(MultiTurnTrainerMixin, DPOTrainer):
     """DPOTrainer whose sequence log-probabilities skip observation turns (paper §3.1, Eq. 3.3).
 
-    Takes conversational pairs {prompt, chosen, rejected} (formats/preference.py). `ref_model` may also
-    be a path, loaded like the policy; None is a frozen copy of the initial policy."""
+    Takes conversational pairs {prompt, chosen, rejected} (formats/preference.py)."""
 
-    def __init__(self, model: str | PreTrainedModel, ref_model: str | PreTrainedModel | None = None,
-                 args: MultiTurnDPOConfig | None = None, data_collator: Any = None,
-                 train_dataset: Dataset | IterableDataset | None = None, eval_dataset: Any = None,
-                 processing_class: PreTrainedTokenizerBase | None = None, **kwargs: Any):
-        if not isinstance(args, MultiTurnDPOConfig):
-            raise TypeError(f"args must be a MultiTurnDPOConfig, got {type(args).__name__}")
-        processing_class = chat_tokenizer(processing_class, model)
-        if data_collator is None:
-            data_collator = MultiTurnPreferenceCollator(
-                pad_token_id=processing_class.pad_token_id, max_length=args.max_length,
-                truncation_mode=args.truncation_mode, pad_to_multiple_of=args.pad_to_multiple_of)
-        super().__init__(model, ref_model=reference_model(ref_model, args), args=args,
-                         data_collator=data_collator, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=processing_class, **kwargs)
+    config_class = MultiTurnDPOConfig
+    mask_columns = (CHOSEN_MASK, REJECTED_MASK)
+
+    @staticmethod
+    def make_collator(tokenizer: PreTrainedTokenizerBase, args: MultiTurnDPOConfig) -> Any:
+        return MultiTurnPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
+                                           truncation_mode=args.truncation_mode,
+                                           pad_to_multiple_of=args.pad_to_multiple_of)
 
     def _prepare_dataset(self, dataset: Dataset | IterableDataset, processing_class: PreTrainedTokenizerBase,
                          args: MultiTurnDPOConfig, dataset_name: str) -> Dataset | IterableDataset:
         if "prompt_ids" in (dataset.column_names or []):
             return dataset  # prepared already (evaluate() hands prepared sets back in)
         with global_then_local_main_first():
-            dataset = dataset.map(
-                tokenize_pair, with_indices=True,
-                fn_kwargs={"tokenizer": processing_class, "dataset_name": dataset_name,
-                           "mask_observations": args.mask_observations, "append_eos": args.append_eos},
-                **map_kwargs(dataset, args, f"Tokenizing and masking {dataset_name} pairs"))
-            # As TRL: a prompt that fills max_length leaves keep_start truncation nothing to train on.
-            if args.max_length is not None and args.truncation_mode == "keep_start":
-                dataset = dataset.filter(lambda row: len(row["prompt_ids"]) < args.max_length,
-                                         **map_kwargs(dataset, args, "Dropping prompts over max_length"))
+            dataset = self.tokenize(dataset, tokenize_pair, processing_class, args, dataset_name, "pairs")
+            if args.max_length is not None and args.truncation_mode == "keep_start":  # TRL drops them only then
+                dataset = self.drop_full_prompts(dataset, args)
         return dataset
-
-    def _set_signature_columns_if_needed(self):
-        super()._set_signature_columns_if_needed()
-        self._signature_columns += [c for c in (CHOSEN_MASK, REJECTED_MASK)
-                                    if c not in self._signature_columns]

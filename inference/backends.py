@@ -4,8 +4,10 @@
   requests whenever it is ready, so continuous batching keeps the batch full; tensor and data
   parallel across a node's GPUs come from vLLM itself (a trajectory stays on one data-parallel
   rank so its prefix cache is reused turn after turn).
-- `openai`: an OpenAI-compatible completions server (e.g. `vllm serve` on another node); prompts
-  are sent as token ids so the server cannot re-tokenize them differently (or add a BOS).
+- `openai`: one or several OpenAI-compatible completions servers (e.g. `vllm serve` on each node);
+  prompts are sent as token ids so a server cannot re-tokenize them differently (or add a BOS).
+  Each request goes to the live server with the fewest requests in flight; a request whose server
+  fails is sent to another one, so losing a server mid-run loses no trajectory.
 - `transformers`: plain `generate`, one request at a time; slow, for checking the others.
 
 Under greedy decoding all three give the same turns (tested on the tiny model).
@@ -16,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Literal
+
+from inference.processes import OrphanGuard
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,11 @@ class BackendConfig:
     cpu_kvcache_space_gib: int = field(
         default=1, metadata={"help": "vllm on CPU: KV cache GiB (sets VLLM_CPU_KVCACHE_SPACE if unset)"})
     base_url: str = field(default="http://localhost:8000/v1", metadata={"help": "openai: server URL"})
+    base_urls: list[str] = field(default_factory=list, metadata={"help": (
+        "openai: several servers (e.g. one `vllm serve` per node), used instead of base_url: each request "
+        "goes to the live one with the fewest requests in flight, and is retried on another if its server fails")})
+    server_retry_s: float = field(default=30.0, metadata={
+        "help": "openai: a server that failed is probed again after this many seconds, and used again if it answers"})
     api_key: str = field(default="EMPTY", metadata={"help": "openai: key (vllm serve ignores it)"})
     served_model_name: str | None = field(
         default=None, metadata={"help": "openai: model name on the server; default: `model`"})
@@ -93,65 +100,6 @@ def turn_text(tokenizer, token_ids: list[int], req: TurnRequest) -> tuple[str, s
     if cuts:
         text, finish = text[:min(cuts)], "stop"
     return text, finish
-
-
-# Run by OrphanGuard's watchdog: stdin ends without a byte = the parent died unannounced.
-_GUARD = """
-import sys, psutil
-if sys.stdin.buffer.read(1):
-    sys.exit(0)
-procs = []
-for arg in sys.argv[1:]:
-    pid, created = arg.split("@")
-    try:
-        p = psutil.Process(int(pid))
-        if abs(p.create_time() - float(created)) < 0.01:
-            procs.append(p)
-    except psutil.Error:
-        pass
-for p in procs:
-    try:
-        p.terminate()
-    except psutil.Error:
-        pass
-for p in psutil.wait_procs(procs, timeout=5)[1]:
-    try:
-        p.kill()
-    except psutil.Error:
-        pass
-"""
-
-
-class OrphanGuard:
-    """vLLM's engine processes outlive a SIGKILLed parent (holding its GPUs, so a re-run could
-    not start). A watchdog process holds a pipe from this one; if the pipe closes without a
-    goodbye, it ends the processes started since `before` (multiprocessing's resource tracker
-    excepted: it cleans up after them)."""
-
-    def __init__(self, before: set[int]):
-        import psutil
-
-        started = []
-        for p in psutil.Process().children(recursive=True):
-            try:
-                if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline()):
-                    started.append(f"{p.pid}@{p.create_time()}")
-            except psutil.Error:
-                continue
-        self.proc = subprocess.Popen([sys.executable, "-c", _GUARD, *started], stdin=subprocess.PIPE,
-                                     start_new_session=True)
-
-    @staticmethod
-    def snapshot() -> set[int]:
-        import psutil
-
-        return {p.pid for p in psutil.Process().children(recursive=True)}
-
-    def release(self) -> None:
-        """A clean exit: the watchdog leaves without touching anything."""
-        self.proc.stdin.write(b"x")
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
 
 
 class VLLMBackend:
@@ -217,55 +165,135 @@ class VLLMBackend:
         self.guard.release()
 
 
-class OpenAIBackend:
-    def __init__(self, cfg: BackendConfig, model: str, tokenizer):
-        from openai import AsyncOpenAI
+@dataclass(eq=False)
+class Endpoint:
+    """One server: its client, its requests in flight, and whether it is usable."""
 
+    url: str
+    client: object
+    in_flight: int = 0
+    up: bool = True
+
+
+class OpenAIBackend:
+    """Spreads requests over the servers by least outstanding requests (a fast server takes more,
+    a slow or busy one fewer; ties go to the trajectory's own server, for its prefix cache)."""
+
+    def __init__(self, cfg: BackendConfig, model: str, tokenizer):
+        from openai import AsyncOpenAI, Timeout
+
+        urls = cfg.base_urls or [cfg.base_url]
+        if len(set(urls)) < len(urls):
+            raise BackendError(f"backend.base_urls names a server twice: {urls}", fatal=True)
+        # One server: the client's own retries (it has nowhere else to go). Several: fail over at once.
+        retries = {"max_retries": 0} if len(urls) > 1 else {}
+        timeout = Timeout(cfg.request_timeout, connect=min(cfg.request_timeout, 10.0))  # a dead host: 10 s
+        self.endpoints = [Endpoint(url, AsyncOpenAI(base_url=url, api_key=cfg.api_key, timeout=timeout, **retries))
+                          for url in urls]
         self.tokenizer = tokenizer
-        self.client = AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key,
-                                  timeout=cfg.request_timeout)
         self.model = cfg.served_model_name or model
-        self.base_url = cfg.base_url
         self.max_model_len = cfg.max_model_len
+        self.retry_s = cfg.server_retry_s
+        self._probes: set[asyncio.Task] = set()
+
+    async def _models(self, ep: Endpoint) -> dict:
+        return {m.id: m for m in (await ep.client.models.list()).data}
 
     async def start(self) -> None:
-        """Check that the server is up and serves our model; read its context length."""
+        """Check that the servers are up and serve our model; read the context length. A server that
+        does not answer is left out (and probed again later) as long as one does."""
         import openai
 
-        try:
-            models = (await self.client.models.list()).data
-        except openai.OpenAIError as exc:
-            raise BackendError(f"no OpenAI-compatible server at {self.base_url}: {exc}", fatal=True) from exc
-        served = {m.id: m for m in models}
-        if self.model not in served:
-            raise BackendError(f"the server at {self.base_url} serves {sorted(served)}, not "
-                               f"{self.model!r}; set backend.served_model_name", fatal=True)
-        if self.max_model_len is None:
-            self.max_model_len = getattr(served[self.model], "max_model_len", None)
+        lengths, down = [], []
+        for ep in self.endpoints:
+            try:
+                served = await self._models(ep)
+            except openai.OpenAIError as exc:
+                down.append(f"{ep.url}: {exc}")
+                self._mark_down(ep)
+                continue
+            if self.model not in served:
+                raise BackendError(f"the server at {ep.url} serves {sorted(served)}, not "
+                                   f"{self.model!r}; set backend.served_model_name", fatal=True)
+            lengths.append(getattr(served[self.model], "max_model_len", None))
+        if len(down) == len(self.endpoints):
+            raise BackendError("no OpenAI-compatible server answers: " + "; ".join(down), fatal=True)
+        for line in down:
+            log.warning("left out for now: %s", line)
+        if self.max_model_len is None and None not in lengths:
+            self.max_model_len = min(lengths)
+
+    def _mark_down(self, ep: Endpoint) -> None:
+        if ep.up:  # else its probe is running already
+            ep.up = False
+            task = asyncio.get_running_loop().create_task(self._probe(ep))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+
+    async def _probe(self, ep: Endpoint) -> None:
+        """Until the server answers again; one light request, so a dead server costs no real ones."""
+        import openai
+
+        while True:
+            await asyncio.sleep(self.retry_s)
+            try:
+                if self.model in await self._models(ep):
+                    log.warning("server %s answers again", ep.url)
+                    ep.up = True
+                    return
+            except openai.OpenAIError:
+                continue
+
+    def _pick(self, req: TurnRequest, tried: set[int]) -> Endpoint | None:
+        n = len(self.endpoints)
+        live = [i for i, ep in enumerate(self.endpoints) if ep.up and i not in tried]
+        if not live:
+            return None
+        return self.endpoints[min(live, key=lambda i: (self.endpoints[i].in_flight, (i - req.affinity) % n))]
 
     async def complete(self, req: TurnRequest) -> Completion:
         import openai
 
         extra = {"top_k": req.top_k, "stop_token_ids": req.stop_token_ids, "return_token_ids": True,
                  "skip_special_tokens": True, "include_stop_str_in_output": False}
-        try:
-            res = await self.client.completions.create(
-                model=self.model, prompt=req.prompt_ids, max_tokens=req.max_tokens,
-                temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=req.stop,
-                n=1, extra_body=extra)
-        except (openai.APIConnectionError, openai.AuthenticationError, openai.NotFoundError) as exc:
-            raise BackendError(f"server {self.base_url}: {exc}", fatal=True) from exc
-        except openai.APIStatusError as exc:
-            raise BackendError(f"server {self.base_url} failed request {req.request_id}: "
-                               f"HTTP {exc.status_code}: {exc.message}") from exc
-        choice = res.choices[0]
-        n_tokens = res.usage.completion_tokens if res.usage else 0
-        token_ids = (choice.model_extra or {}).get("token_ids")  # vLLM's server sends them
-        text = choice.text if token_ids is None else turn_text(self.tokenizer, token_ids, req)[0]
-        return Completion(text, n_tokens, choice.finish_reason or "stop")
+        tried: set[int] = set()
+        failures: list[str] = []
+        while (ep := self._pick(req, tried)) is not None:
+            tried.add(self.endpoints.index(ep))
+            ep.in_flight += 1
+            try:
+                res = await ep.client.completions.create(
+                    model=self.model, prompt=req.prompt_ids, max_tokens=req.max_tokens,
+                    temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=req.stop,
+                    n=1, extra_body=extra)
+            except (openai.AuthenticationError, openai.NotFoundError) as exc:
+                raise BackendError(f"server {ep.url}: {exc}", fatal=True) from exc
+            except openai.APIConnectionError as exc:  # gone, or no answer in time: try another
+                failures.append(f"{ep.url}: {type(exc).__name__}: {exc}")
+                log.warning("server %s failed request %s (%s); trying another", ep.url, req.request_id, exc)
+                self._mark_down(ep)
+                continue
+            except openai.InternalServerError as exc:  # the server's fault, maybe only this time
+                failures.append(f"{ep.url}: HTTP {exc.status_code}: {exc.message}")
+                continue
+            except openai.APIStatusError as exc:  # the request's own fault: another server would refuse it too
+                raise BackendError(f"server {ep.url} failed request {req.request_id}: "
+                                   f"HTTP {exc.status_code}: {exc.message}") from exc
+            finally:
+                ep.in_flight -= 1
+            choice = res.choices[0]
+            n_tokens = res.usage.completion_tokens if res.usage else 0
+            token_ids = (choice.model_extra or {}).get("token_ids")  # vLLM's server sends them
+            text = choice.text if token_ids is None else turn_text(self.tokenizer, token_ids, req)[0]
+            return Completion(text, n_tokens, choice.finish_reason or "stop")
+        if not any(ep.up for ep in self.endpoints):
+            raise BackendError("every server failed: " + "; ".join(failures), fatal=True)
+        raise BackendError(f"request {req.request_id} failed on every server: " + "; ".join(failures))
 
     def close(self) -> None:
-        """The HTTP pool is closed with the event loop."""
+        """The HTTP pools are closed with the event loop; the probes end with it."""
+        for task in self._probes:
+            task.cancel()
 
 
 class TransformersBackend:

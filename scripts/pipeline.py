@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,21 +39,12 @@ import yaml  # noqa: E402
 
 from formats import heldout  # noqa: E402
 from formats.checkpoints import checkpoints, has_weights  # noqa: E402
-
 from formats.config import ConfigError, apply_overrides, build, merge, read_yaml  # noqa: E402
+from inference.processes import die_with_parent, stop  # noqa: E402
 
 VENV = {"inference": ROOT / ".venv-inference", "alignment": ROOT / ".venv-alignment", "sft": ROOT / ".venv-sft"}
-
-
-def _die_with(parent: int) -> None:
-    """Runs in a stage's child before exec: on Linux the kernel sends it SIGTERM when the pipeline
-    dies, even by SIGKILL, so no stage (and no vLLM engine behind it) lives on unsupervised."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the pipeline died before prctl took effect
-            os._exit(143)
+STAGE_SCRIPTS = {"sft": "SFT/train.sh", "generate": "inference/generate.sh", "grade": "inference/grade.sh",
+                 "pairs": "inference/pairs.sh", "train": "alignment_algorithms/train.sh"}
 
 
 def stop_on_sigterm() -> None:
@@ -60,21 +52,42 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
-def run_stage(cmd: list[str], env: dict) -> int:
-    """Runs one stage; if the pipeline is interrupted (Ctrl-C, SIGTERM), the stage is asked to stop
-    (SIGTERM, then SIGKILL after 30 s) before the pipeline exits, so a re-run never races it."""
-    parent = os.getpid()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=lambda: _die_with(parent))
+def _tee(source: int, log: Path) -> None:
+    """Copies a stage's output to the terminal and to its log file as it comes (progress bars too)."""
+    out = getattr(sys.stdout, "buffer", None)
+    with open(log, "ab") as fh:
+        while chunk := os.read(source, 65536):
+            fh.write(chunk)
+            fh.flush()
+            if out is not None:
+                out.write(chunk)
+                out.flush()
+            else:
+                sys.stdout.write(chunk.decode(errors="replace"))
+
+
+def run_stage(cmd: list[str], env: dict, log: Path | None = None) -> int:
+    """Runs one stage, its output (stdout and stderr) also appended to `log`; if the pipeline is
+    interrupted (Ctrl-C, SIGTERM), the stage is asked to stop (SIGTERM, then SIGKILL after 30 s)
+    before the pipeline exits, so a re-run never races it."""
+    parent = os.getpid()  # the kernel ends the stage if the pipeline dies, even by SIGKILL (Linux)
+    pipe = subprocess.PIPE if log else None
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"} if log else env, stdout=pipe,
+                            stderr=subprocess.STDOUT if log else None,
+                            preexec_fn=lambda: die_with_parent(signal.SIGTERM, parent))
+    copier = None
+    if log:
+        copier = threading.Thread(target=_tee, args=(proc.stdout.fileno(), log), daemon=True)
+        copier.start()
     try:
-        return proc.wait()
+        returncode = proc.wait()
     except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, grace_s=30)
         raise
+    if copier:  # a leftover grandchild holding the pipe must not hold the pipeline
+        copier.join(timeout=10)
+        proc.stdout.close()
+    return returncode
 
 
 @dataclass
@@ -99,7 +112,8 @@ class SFTConfig:
     data: str = field(default="{world}/data/sft.jsonl", metadata={"help": "SFT messages JSONL"})
     epoch: int = field(default=0, metadata={"help": (
         "M_0 = the SFT run's checkpoint after this epoch (paper: 3 of a 4-epoch run, released as "
-        "Gemma-7B-it-SFT3epoch, SPEC 6); 0: the run's final model. For a local SFT run folder (ours, or `model`)")})
+        "Gemma-7B-it-SFT3epoch, SPEC 6); 0: the run's final model. Applies to a local SFT run (ours, or `model` "
+        "naming its folder); a Hub `model` is taken as it is")})
     mixture_epoch: int = field(default=0, metadata={"help": (
         "iteration 1 also samples the SFT checkpoint after this epoch, as the mixture's previous model "
         "(paper: epochs 1 and 3, SPEC 4.4); 0: iteration 1 samples M_0 only")})
@@ -133,8 +147,9 @@ class TrainConfig:
     # paper: the reference is updated to the previous iteration's model (better than fixed)
     reference: Literal["previous", "sft"] = "previous"
     launcher: list[str] = field(default_factory=list, metadata={"help": (
-        "command before the script, from the alignment environment's bin/: e.g. [accelerate, launch, "
-        "--config_file, alignment_algorithms/accelerate/zero2.yaml]; empty: python")})
+        "the words before the training script (alignment_algorithms/train.sh's LAUNCHER), looked up in the "
+        "alignment environment first: e.g. [accelerate, launch, --config_file, "
+        "alignment_algorithms/accelerate/zero2.yaml]; empty: its python")})
     overrides: list[str] = field(default_factory=list)
     prefix: list[str] = field(default_factory=list, metadata={"help": PREFIX_HELP + ", before the launcher"})
 
@@ -205,6 +220,7 @@ class Runner:
         self.run_dir = ROOT / cfg.runs_dir / cfg.name
         self.world = self.run_dir / "world"
         self.log = self.run_dir / "commands.log"
+        self.sft_mixture = False  # iteration 1 samples a second SFT checkpoint (sft.mixture_epoch)
 
     def path(self, template: str) -> str:
         return (template.replace("{world}", str(self.world)).replace("{run}", str(self.run_dir))
@@ -215,7 +231,7 @@ class Runner:
         if done.exists():
             print(f"[skip] {title}: done ({out_dir})")
             return
-        line = " ".join(shlex.quote(c) for c in cmd)
+        line = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()), *map(shlex.quote, cmd)])
         if self.dry_run:
             print(f"# {title}\n{line}\n")
             return
@@ -225,7 +241,14 @@ class Runner:
             fh.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {title}\n{line}\n")
         print(f"[run ] {title}", flush=True)
         start = time.time()
-        returncode = run_stage(cmd, {**os.environ, **self.env, **(env or {})})
+        logs = self.run_dir / "logs"  # each stage's output, also printed: runs/<name>/logs/<stage>.log
+        logs.mkdir(parents=True, exist_ok=True)
+        stage_log = logs / (("-".join(out_dir.relative_to(self.run_dir).parts) if out_dir.is_relative_to(self.run_dir)
+                              else out_dir.name) + ".log")
+        with open(stage_log, "a") as fh:
+            fh.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {title}\n{line}\n")
+        print(f"[log ] {stage_log}", flush=True)
+        returncode = run_stage(cmd, {**os.environ, **self.env, **(env or {})}, stage_log)
         if returncode != 0:
             sys.exit(f"pipeline: stage '{title}' failed (exit {returncode}); fix it and re-run the "
                      f"same command to resume. Command:\n{line}")
@@ -234,6 +257,11 @@ class Runner:
 
     def py(self, env: str, *args: str) -> list[str]:
         return [str(VENV[env] / "bin" / "python"), *args]
+
+    @staticmethod
+    def script(stage: str) -> list[str]:
+        """A stage's own script, as a user runs it by hand (it picks the stage's environment)."""
+        return ["bash", STAGE_SCRIPTS[stage]]
 
     # --- stages -------------------------------------------------------------------------
     def build_world(self) -> None:
@@ -251,7 +279,7 @@ class Runner:
             return model
         out = self.run_dir / "sft"
         s = self.cfg.sft
-        self.stage(out, "SFT", [*s.prefix, "bash", "SFT/train.sh", s.config, f"base_model={self.path(s.base_model)}",
+        self.stage(out, "SFT", [*s.prefix, *self.script("sft"), s.config, f"base_model={self.path(s.base_model)}",
                                 f"datasets.0.path={self.path(s.data)}", f"output_dir={out / 'model'}",
                                 *s.overrides])
         return str(out / "model")
@@ -260,8 +288,11 @@ class Runner:
         """M_0 and iteration 1's second sampling model (None: iteration 1 samples M_0 only)."""
         s = self.cfg.sft
         run = self.sft_model()
-        if s.mixture_model:
-            return self.sft_checkpoint(run, s.epoch), self.path(s.mixture_model)
+        second = self.path(s.mixture_model) if s.mixture_model else None
+        if s.model and not Path(run).is_absolute():  # a released model (Hub id): its epoch is already chosen
+            return run, second
+        if second:
+            return self.sft_checkpoint(run, s.epoch), second
         return self.sft_checkpoint(run, s.epoch), self.sft_checkpoint(run, s.mixture_epoch) if s.mixture_epoch else None
 
     def sft_checkpoint(self, run: str, epoch: int) -> str:
@@ -286,23 +317,16 @@ class Runner:
         return str(found[0])
 
     def prompt_file(self, t: int) -> tuple[str, list[str]]:
-        """The iteration's prompt file and the slice overrides selecting its share."""
+        """The iteration's prompt file, and the override selecting its share when one file serves all."""
         files = [self.path(p) for p in self.cfg.prompts]
-        if len(files) == self.cfg.iterations:
+        if len(files) > 1 and len(files) >= self.cfg.iterations:  # iterations=1 on a 3-set config: the first set
             return files[t - 1], []
         if len(files) != 1:
-            sys.exit(f"pipeline: 'prompts' needs 1 file or {self.cfg.iterations} files, got {len(files)}")
-        if not Path(files[0]).exists():
-            if self.dry_run:  # the world is built by an earlier stage: its size is not known yet
-                return files[0], [f"data.start=<share {t - 1}>", f"data.end=<share {t}>"]
-            sys.exit(f"pipeline: prompt file {files[0]} does not exist")
-        with open(files[0]) as fh:
-            n = sum(1 for line in fh if line.strip())
-        share = n // self.cfg.iterations  # paper: disjoint prompt sets per iteration
-        return files[0], [f"data.start={share * (t - 1)}", f"data.end={share * t}"]
+            sys.exit(f"pipeline: 'prompts' needs 1 file or at least {self.cfg.iterations} files, got {len(files)}")
+        return files[0], [f"data.share={t}/{self.cfg.iterations}"]  # paper: disjoint prompt sets per iteration
 
     def grade(self, out: Path, title: str, files: list[Path]) -> None:
-        self.stage(out, title, [*self.cfg.grade.prefix, *self.py("inference", "-m", "inference.evaluate"), "--config",
+        self.stage(out, title, [*self.cfg.grade.prefix, *self.script("grade"), "--config",
                                 self.cfg.grade.config, f"files={json.dumps([str(f) for f in files])}",
                                 *self.cfg.grade.overrides])
 
@@ -337,11 +361,11 @@ class Runner:
             runs.append(self.collection(k + 1, "current", model))
         if k + 2 <= self.cfg.iterations and self.cfg.generate.samples_previous > 0:
             runs.append(self.collection(k + 2, "previous", model))
-        cmd = [*self.cfg.generate.prefix, *self.py("inference", "-m", "inference.generate")]  # it starts one engine per backend setting
+        cmd = [*self.cfg.generate.prefix, *self.script("generate")]  # it starts one engine per backend setting
         for j, r in enumerate(runs):
             cmd += [*(["--and"] if j else []), "--config", r.config, *r.overrides, f"output={r.output}"]
-        self.stage(self.run_dir / "generate" / tag, f"generate with the {tag} model: " + ", ".join(r.title for r in runs),
-                   cmd)
+        title = f"generate with the {tag} model: " + ", ".join(r.title for r in runs)
+        self.stage(self.run_dir / "generate" / tag, title, cmd)
         self.grade(self.run_dir / "eval" / tag / "grade", f"evaluate {tag}: grade",
                    [r.output for r in runs[:len(self.cfg.evaluate.sets)]])
 
@@ -350,14 +374,14 @@ class Runner:
         g = self.cfg.generate
         runs = [{"path": str(self.collection_path(t, "current")), "source": "current",
                  "max_samples_per_prompt": g.samples_current}]
-        if (t > 1 or self.mixture_in_iteration_1) and g.samples_previous > 0:  # the mixture: M_{t-2} sampled these
+        if (t > 1 or self.sft_mixture) and g.samples_previous > 0:  # the mixture's previous model sampled these
             runs.append({"path": str(self.collection_path(t, "previous")), "source": "previous",
                          "max_samples_per_prompt": g.samples_previous})
         self.grade(it / "grade", f"iteration {t}: grade", [Path(r["path"]) for r in runs])
         pairs = it / "pairs"
-        self.stage(pairs, f"iteration {t}: preference data", [*self.cfg.pairs.prefix, *self.py(
-            "inference", "-m", "inference.pairs"), "--config", self.cfg.pairs.config, f"runs={json.dumps(runs)}",
-            f"tokenizer={current}", f"output={pairs / 'data'}", *self.cfg.pairs.overrides])
+        self.stage(pairs, f"iteration {t}: preference data", [
+            *self.cfg.pairs.prefix, *self.script("pairs"), "--config", self.cfg.pairs.config,
+            f"runs={json.dumps(runs)}", f"tokenizer={current}", f"output={pairs / 'data'}", *self.cfg.pairs.overrides])
         tr = self.cfg.train
         model_out = it / "train" / "model"
         reference = current if tr.reference == "previous" else sft
@@ -372,13 +396,11 @@ class Runner:
             (it / "train").mkdir(parents=True, exist_ok=True)
             (it / "train" / "NO_DATA").write_text(note + "\n")
             return current
-        script = f"alignment_algorithms/run_{tr.algorithm}.py"
-        launch = ([str(VENV["alignment"] / "bin" / tr.launcher[0]), *tr.launcher[1:], script] if tr.launcher
-                  else self.py("alignment", script))
         self.stage(it / "train", f"iteration {t}: {tr.algorithm.upper()}", [
-            *tr.prefix, *launch, "--config", tr.config, f"model_name_or_path={current}",
+            *tr.prefix, *self.script("train"), tr.algorithm, "--config", tr.config, f"model_name_or_path={current}",
             *([] if tr.algorithm == "raft" else [f"ref_model_name_or_path={reference}"]),  # RAFT: no reference
-            f"dataset_path={pairs / 'data' / subset}", f"output_dir={model_out}", *tr.overrides])
+            f"dataset_path={pairs / 'data' / subset}", f"output_dir={model_out}", *tr.overrides],
+            env={"LAUNCHER": shlex.join(tr.launcher)} if tr.launcher else None)
         return self.select(t, model_out)
 
     def select(self, t: int, trained: Path) -> str:
@@ -392,7 +414,7 @@ class Runner:
             if self.cfg.selection == "last":
                 return str(trained)
             self.stage(out / "generate", f"iteration {t}: evaluate each checkpoint on the held-out prompts", [
-                *self.cfg.generate.prefix, *self.py("inference", "-m", "inference.generate"), "--config",
+                *self.cfg.generate.prefix, *self.script("generate"), "--config",
                 self.cfg.evaluate.config,
                 f"model=<{trained}/checkpoint-N, one run each, joined by --and>", *self.heldout_data(t, trained),
                 *self.cfg.evaluate.overrides, f"output={out}/step<N>/trajectories.jsonl"])
@@ -426,9 +448,10 @@ class Runner:
         if self.cfg.selection != "best" or not (ROOT / tr.config).exists():
             return
         train_cfg = apply_overrides(read_yaml(ROOT / tr.config)[0], tr.overrides)
+        off = ("no", False)  # YAML reads a bare `no` as false
         problems = [why for bad, why in (
-            (train_cfg.get("eval_strategy", "no") == "no", "eval_strategy=no: no prompts are held out"),
-            (train_cfg.get("save_strategy", "steps") == "no", "save_strategy=no: no checkpoints"),
+            (train_cfg.get("eval_strategy", "no") in off, "eval_strategy=no: no prompts are held out"),
+            (train_cfg.get("save_strategy", "steps") in off, "save_strategy=no: no checkpoints"),
             (train_cfg.get("use_peft", False), "use_peft: checkpoints hold LoRA adapters, not models")) if bad]
         if problems:
             sys.exit(f"pipeline: selection: best, but {tr.config} with {tr.overrides}: {'; '.join(problems)}. "
@@ -442,12 +465,12 @@ class Runner:
         final = json.loads((trained / "alignment_finished.json").read_text())["steps"]
         # The final checkpoint holds the saved model's weights: that folder stands for it.
         candidates = {step: path for step, path in checkpoints(trained) if step != final} | {final: trained}
-        for step, path in candidates.items():
+        for path in candidates.values():
             if not has_weights(path):
                 sys.exit(f"pipeline: {path} holds no whole model (a LoRA run saves adapters only in its "
                          "checkpoints): set selection=last")
         outputs = {step: out / f"step{step}" / "trajectories.jsonl" for step in candidates}
-        cmd = [*self.cfg.generate.prefix, *self.py("inference", "-m", "inference.generate")]
+        cmd = [*self.cfg.generate.prefix, *self.script("generate")]
         for j, (step, path) in enumerate(sorted(candidates.items())):
             cmd += [*(["--and"] if j else []), "--config", self.cfg.evaluate.config, f"model={path}",
                     *self.heldout_data(t, trained), *self.cfg.evaluate.overrides, f"output={outputs[step]}"]
@@ -457,8 +480,9 @@ class Runner:
         scores = {step: json.loads(f.with_name("trajectories.metrics.json").read_text())["accuracy"]["paper"]
                   for step, f in outputs.items()}
         step = max(scores, key=lambda s: (scores[s], s))
+        held = heldout.read(trained / heldout.FILE_NAME)["idx"]
         return {"selection": "best", "grader": "paper", "step": step, "final_step": final,
-                "model": str(candidates[step]), "heldout_prompts": len(heldout.read(trained / heldout.FILE_NAME)["idx"]),
+                "model": str(candidates[step]), "heldout_prompts": len(held),
                 "accuracy": {str(s): scores[s] for s in sorted(scores)}}
 
     def run(self) -> None:
@@ -469,12 +493,12 @@ class Runner:
         self.build_world()
         sft, mixture = self.sft_models()
         self.generate_with(0, sft)
-        if mixture:  # paper iteration 1: the 1-epoch SFT checkpoint's samples beside M_0's (SPEC 4.4)
+        self.sft_mixture = mixture is not None and self.cfg.generate.samples_previous > 0
+        if self.sft_mixture:  # paper iteration 1: the 1-epoch SFT checkpoint's samples beside M_0's (SPEC 4.4)
             run = self.collection(1, "previous", mixture)
             self.stage(self.run_dir / "generate" / "sft_mixture", f"generate with the second SFT model: {run.title}",
-                       [*self.py("inference", "-m", "inference.generate"), "--config", run.config, *run.overrides,
+                       [*self.cfg.generate.prefix, *self.script("generate"), "--config", run.config, *run.overrides,
                         f"output={run.output}"])
-        self.mixture_in_iteration_1 = mixture is not None
         current = sft
         for t in range(1, self.cfg.iterations + 1):
             current = self.iteration(t, current, sft)

@@ -42,7 +42,8 @@ def test_overrides_reach_list_items_and_are_typed(tmp_path, capsys):
     assert cfg.iterations == 2
     with pytest.raises(SystemExit):
         pipeline.load(str(ROOT / "configs" / "tiny_cpu.yaml"), ["iterations=three"])
-    assert capsys.readouterr().err == "error: override 'iterations=three': key 'iterations': expected int, got 'three'\n"
+    assert capsys.readouterr().err == ("error: override 'iterations=three': key 'iterations': expected int, "
+                                       "got 'three'\n")
     with pytest.raises(SystemExit):
         pipeline.load(str(ROOT / "configs" / "tiny_cpu.yaml"), ["evaluate.sets.3.path=x"])
     assert "is a list of 1: '3' is not an index of it (0..1)" in capsys.readouterr().err
@@ -58,7 +59,8 @@ def dry_run(tmp_path, *overrides):
 def test_dry_run_orders_the_stages_of_algorithm_1(tmp_path):
     titles, out = dry_run(tmp_path)
     # Each model's engine starts once: its evaluation and its samples for the next two iterations.
-    assert titles[:4] == ["build the tiny world", "SFT", "generate with the sft model: evaluation on tiny_test, "
+    assert titles[:4] == ["build the world (scripts/make_tiny_world.py)", "SFT",
+                          "generate with the sft model: evaluation on tiny_test, "
                           "iteration 1 prompts (current model), iteration 2 prompts (previous model)",
                           "evaluate sft: grade"]
     assert titles.index("iteration 1: MDPO") < titles.index(
@@ -69,33 +71,34 @@ def test_dry_run_orders_the_stages_of_algorithm_1(tmp_path):
     assert sum(t.startswith("generate with") for t in titles) == 4
     assert sum(t.endswith(": MDPO") for t in titles) == 3
     # Mixture sampling: iteration 2's pairs come from iteration 1's model and the SFT model.
-    pairs = next(x for x in out.splitlines() if "inference.pairs" in x and "iter2/pairs" in x)
+    pairs = next(x for x in out.splitlines() if x.startswith("bash inference/pairs.sh ") and "iter2/pairs" in x)
     assert "iter2/generate/current/trajectories.jsonl" in pairs and "iter2/generate/previous/" in pairs
-    first = next(x for x in out.splitlines() if "inference.pairs" in x and "iter1/pairs" in x)
+    first = next(x for x in out.splitlines() if x.startswith("bash inference/pairs.sh ") and "iter1/pairs" in x)
     assert "previous" not in first  # the SFT model has no predecessor
-    sft_engine = next(x for x in out.splitlines() if "inference.generate" in x)
+    sft_engine = next(x for x in out.splitlines() if x.startswith("bash inference/generate.sh "))
     assert sft_engine.count(" --and ") == 2 and f"model={tmp_path}/tiny_cpu/sft/model" in sft_engine
     # iteration 2 trains from iteration 1's model against it as the reference (paper: updated reference)
-    line = next(x for x in out.splitlines() if "run_mdpo.py" in x and "iter2/train" in x)
+    line = next(x for x in out.splitlines() if x.startswith("bash alignment_algorithms/train.sh mdpo ")
+                and "iter2/train" in x)
     assert "model_name_or_path=" + str(tmp_path / "tiny_cpu/iter1/train/model") in line
     assert "ref_model_name_or_path=" + str(tmp_path / "tiny_cpu/iter1/train/model") in line
 
 
-def test_fixed_reference_and_disjoint_prompt_shares(tmp_path, tiny_world):
+def test_fixed_reference_and_disjoint_prompt_shares(tmp_path):
     _, out = dry_run(tmp_path, "train.reference=sft", "train.algorithm=mkto",
                      "train.config=alignment_algorithms/configs/mkto_tiny_cpu.yaml",
-                     f"prompts=[{tiny_world}/data/train.jsonl]")
-    lines = [x for x in out.splitlines() if "run_mkto.py" in x]
+                     "train.launcher=[accelerate, launch, --config_file, alignment_algorithms/accelerate/zero2.yaml]")
+    lines = [x for x in out.splitlines() if "alignment_algorithms/train.sh mkto " in x]
+    assert all(x.startswith("LAUNCHER='accelerate launch --config_file alignment_algorithms/accelerate/zero2.yaml' "
+                            "bash alignment_algorithms/train.sh mkto --config ") for x in lines)
     assert len(lines) == 3
     assert all("ref_model_name_or_path=" + str(tmp_path / "tiny_cpu/sft/model") in x for x in lines)
     assert all("/pairs/data/kto" in x for x in lines)
-    runs = [run for x in out.splitlines() if "inference.generate" in x for run in x.split(" --and ")]
-    gens = [x for x in runs if "source=current" in x]
-    n = 3000 // 3  # the tiny world's 3000 training prompts, one disjoint share per iteration
-    for t, line in enumerate(gens, start=1):
-        assert f"data.start={n * (t - 1)} data.end={n * t}" in line and f"iter{t}/generate/current/" in line
+    runs = [run for x in out.splitlines() if x.startswith("bash inference/generate.sh ") for run in x.split(" --and ")]
+    gens = [x for x in runs if "source=current" in x]  # one disjoint share of the prompts per iteration
+    assert [f"data.share={t}/3" in x and f"iter{t}/generate/current/" in x for t, x in enumerate(gens, 1)] == [True] * 3
     previous = [x for x in runs if "source=previous" in x]
-    assert [f"data.start={n * t} data.end={n * (t + 1)}" in x for t, x in enumerate(previous, start=1)] == [True, True]
+    assert [f"data.share={t + 1}/3" in x for t, x in enumerate(previous, start=1)] == [True, True]
 
 
 def test_a_models_runs_go_to_one_generate_command_whatever_their_backends(tmp_path):
@@ -103,7 +106,7 @@ def test_a_models_runs_go_to_one_generate_command_whatever_their_backends(tmp_pa
     titles, out = dry_run(tmp_path, "evaluate.overrides=[sampling.temperature=0,backend.dtype=bfloat16]")
     assert titles[2:4] == ["generate with the sft model: evaluation on tiny_test, iteration 1 prompts (current "
                            "model), iteration 2 prompts (previous model)", "evaluate sft: grade"]
-    [sft] = [x for x in out.splitlines() if "inference.generate" in x and "/sft/model" in x]
+    [sft] = [x for x in out.splitlines() if x.startswith("bash inference/generate.sh ") and "/sft/model" in x]
     runs = sft.split(" --and ")
     assert "backend.dtype=bfloat16" in runs[0] and not any("backend.dtype" in r for r in runs[1:])
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
-import signal
 from dataclasses import asdict, dataclass
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -27,7 +26,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
+PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
 _MOUNT_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
 UID_BASE = 1_100_000  # far above any real account; one uid per live trajectory
 UID_SPAN = 60_000
@@ -223,10 +222,6 @@ def die_first_when_memory_runs_out() -> None:
     """The kernel's OOM killer should pick sandboxed code, not the model server next to it."""
     with open("/proc/self/oom_score_adj", "w") as f:
         f.write("1000")
-
-
-def die_with_parent() -> None:
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def no_new_privileges() -> None:

@@ -24,6 +24,8 @@ import weakref
 from dataclasses import asdict
 from pathlib import Path
 
+from inference.processes import stop
+
 from . import protocol
 from .config import SandboxConfig
 from .session import SandboxError, Session
@@ -336,8 +338,4 @@ def _kill(proc: subprocess.Popen, channels: list[socket.socket]) -> None:
         with contextlib.suppress(OSError):
             channel.shutdown(socket.SHUT_RDWR)  # a reader thread blocked in recv holds the socket open
         channel.close()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop(proc, grace_s=5, ask=False)

@@ -9,9 +9,12 @@ re-execution). Message out: {"text": observation, "status": "ok" | "error" | "ti
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass
+
+from inference.processes import die_with_parent
 
 from . import isolation, protocol
 from .observation import compose
@@ -53,7 +56,7 @@ def _isolate(plan: WorkerPlan) -> str:
     if plan.uid is not None:
         isolation.drop_privileges(plan.uid)
     isolation.no_new_privileges()
-    isolation.die_with_parent()  # after the uid change, which clears it
+    die_with_parent(signal.SIGKILL)  # after the uid change, which clears it
     if not plan.pid_ns:
         isolation.subreaper()
     os.environ.clear()

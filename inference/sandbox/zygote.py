@@ -31,6 +31,8 @@ import tempfile
 import traceback
 from collections import OrderedDict
 
+from inference.processes import die_with_parent
+
 from . import isolation, protocol
 from .worker import WORKER_BROKE, WorkerPlan, serve
 
@@ -254,7 +256,7 @@ class Zygote:
 def _run_forker(zygote: Zygote, controls: list[socket.socket], index: int, parent_pidfd: int | None) -> None:
     code = 1
     try:
-        isolation.die_with_parent()
+        die_with_parent(signal.SIGKILL)
         for k, other in enumerate(controls):
             if k != index:
                 other.close()

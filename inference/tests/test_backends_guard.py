@@ -1,4 +1,4 @@
-"""OrphanGuard: processes an engine started die with a SIGKILLed parent, and only then."""
+"""OrphanGuard (inference/processes.py): processes an engine started die with a SIGKILLed parent, and only then."""
 
 import json
 import os
@@ -12,7 +12,7 @@ import pytest
 
 PARENT = """
 import json, subprocess, sys, time
-from inference.backends import OrphanGuard
+from inference.processes import OrphanGuard
 older = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 before = OrphanGuard.snapshot()
 engine = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in range(2)]
