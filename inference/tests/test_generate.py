@@ -360,10 +360,7 @@ def test_python_blocks():
                                   "generate_gemma_eval.yaml"])
 def test_shipped_configs_parse(name):
     data, lines = read_yaml(ROOT / "inference" / "configs" / name)
-    cfg = build(GenerateConfig, data, name, where=lines)
-    assert cfg.horizon == 6 and cfg.sampling.max_tokens_per_turn == 512
-    assert cfg.sampling.max_tokens_per_trajectory == 2048
-    assert cfg.sampling.temperature == (0.0 if "eval" in name else 1.0)
+    build(GenerateConfig, data, name, where=lines)  # typed, unknown keys refused; values: the paper's, in the file
 
 
 def test_help_lists_the_fields():

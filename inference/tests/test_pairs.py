@@ -405,10 +405,7 @@ def test_shipped_configs_parse():
     folder = Path(pairs.__file__).parent / "configs"
     for name in ("pairs.yaml", "pairs_tiny.yaml"):
         data, lines = read_yaml(folder / name)
-        cfg = build(PairsConfig, data, name, where=lines)
-        assert cfg.pairs_per_prompt == 1 and cfg.grader == "paper" and cfg.filters.max_turns is False
-    paper = build(PairsConfig, read_yaml(folder / "pairs.yaml")[0], "pairs.yaml")
-    assert [(r.source, r.max_samples_per_prompt) for r in paper.runs] == [("current", 20), ("previous", 10)]
+        build(PairsConfig, data, name, where=lines)
 
 
 def test_pass_at_k_matches_enumeration():
