@@ -30,6 +30,7 @@ import asyncio
 import fcntl
 import hashlib
 import logging
+import os
 import re
 import sys
 import time
@@ -274,6 +275,21 @@ def sampling_record(cfg: GenerateConfig) -> dict:
     return {**to_dict(cfg.sampling), "horizon": cfg.horizon, "prompt_format": cfg.prompt_format}
 
 
+def lock_holder(fh) -> str:
+    """Who holds the flock on an open file, from /proc/locks (Linux), as 'process PID (COMMAND)'."""
+    st = os.fstat(fh.fileno())
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as locks:
+            pids = [line.split()[4] for line in locks if line.split()[1:2] == ["FLOCK"] and inode in line.split()]
+        pid = next(p for p in pids if p != str(os.getpid()))
+        with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+            command = cmd.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except (OSError, StopIteration, IndexError):
+        return "the other process could not be identified"
+    return f"process {pid} ({command[:200]})"
+
+
 class Output:
     """The append-only JSONL: locked against a second writer, resumed from what it holds."""
 
@@ -284,7 +300,8 @@ class Output:
         try:
             fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SystemExit(f"error: another run is writing to {self.path}") from None
+            raise SystemExit(f"error: another run is writing to {self.path}: {lock_holder(self.fh)}; "
+                             "wait for it to finish or stop it") from None
         self._drop_partial_line()
         self.done = self._read_done(model, sampling, source)
 

@@ -285,6 +285,22 @@ def test_resume_refuses_a_file_from_another_configuration(tmp_path, server):
         run(make_cfg(tmp_path, server, ["chat"], **{"sampling.temperature": 0.5}))
 
 
+def test_a_second_writer_is_refused_and_told_who_writes(tmp_path):
+    """Two runs appending to one JSONL would interleave lines; the second is refused, naming the first."""
+    out = tmp_path / "out.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\nfh = open(sys.argv[1], 'a')\nfcntl.flock(fh, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\ntime.sleep(60)"), str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit, match=rf"another run is writing to {out}: process {holder.pid} \("):
+            generate.Output(str(out), "m", {}, "current")
+    finally:
+        holder.kill()
+        holder.wait()
+    generate.Output(str(out), "m", {}, "current").close()  # free again once the writer is gone
+
+
 def test_unknown_model_path_is_a_clear_error(tmp_path, server):
     cfg = make_cfg(tmp_path, server, ["chat"], model=str(tmp_path / "no-such-model"))
     with pytest.raises(SystemExit, match="no-such-model.*no such folder"):
