@@ -120,3 +120,42 @@ def test_script_runs_as_the_pipeline_calls_it(tmp_path, tiny_model, tiny_tokeniz
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_loadable(out, tiny_tokenizer)
+
+
+def test_checkpoints_keep_weights_and_only_the_newest_keeps_resume_state(tmp_path, tiny_model, pairs_dir,
+                                                                          capsys):
+    """Model selection needs every checkpoint's weights; resuming needs only the newest one's optimizer
+    state (alignment_algorithms/checkpoints.py). The trainer also records the prompts it held out."""
+    from datasets import load_from_disk
+
+    from alignment_algorithms.checkpoints import RESUME_STATE
+    from formats import heldout
+
+    out = tmp_path / "mdpo"
+    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "max_steps=3", "save_steps=1", "eval_steps=3",
+                     "eval_fraction=0.25"))
+
+    def resume_state(step: int) -> set[str]:
+        return {p.name for pattern in RESUME_STATE for p in (out / f"checkpoint-{step}").glob(pattern)}
+
+    for step in (1, 2, 3):
+        assert (out / f"checkpoint-{step}" / "model.safetensors").is_file()
+        AutoModelForCausalLM.from_pretrained(out / f"checkpoint-{step}")
+    assert resume_state(1) == resume_state(2) == set()
+    assert {"optimizer.pt", "scheduler.pt"} <= resume_state(3)
+    held = heldout.read(out / heldout.FILE_NAME)
+    rows = load_from_disk(str(pairs_dir / "dpo"))
+    record = json.loads((out / FINISHED_MARKER).read_text())
+    assert record["eval_rows"] == sum(idx in held["idx"] for idx in rows["idx"]) > 0
+    assert (held["fraction"], held["seed"]) == (0.25, 42)
+
+    # Interrupted after checkpoint 3: the re-run resumes from it (the one with optimizer state).
+    for name in (FINISHED_MARKER, "model.safetensors", "config.json"):
+        (out / name).unlink()
+    capsys.readouterr()
+    main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "max_steps=5", "save_steps=1", "eval_steps=3",
+                     "eval_fraction=0.25"))
+    assert f"resuming from {out / 'checkpoint-3'}" in capsys.readouterr().out
+    assert json.loads((out / "checkpoint-5" / "trainer_state.json").read_text())["global_step"] == 5
+    assert resume_state(3) == resume_state(4) == set() and "optimizer.pt" in resume_state(5)
+    assert all((out / f"checkpoint-{s}" / "model.safetensors").is_file() for s in range(1, 6))
