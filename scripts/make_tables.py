@@ -19,17 +19,27 @@ from pathlib import Path
 
 import yaml
 
-# SPEC §9 / FIELD §4: the paper's Table 1 (GSM8K, MATH), keyed by the `paper_model` of a run config.
+# SPEC §9 / FIELD §4: the paper's Table 1 (GSM8K, MATH), keyed by the `paper_model` of a run config, then by
+# the row label of configs/<model>_<method>.yaml (a method's final iteration; Gemma-1.1's M-DPO per iteration).
 PUBLISHED = {
     "gemma-1.1-it-7b": {
         "SFT": (77.5, 46.1), "RAFT": (79.2, 47.3), "Iterative single-turn DPO": (81.7, 48.9),
         "Iterative single-turn KTO": (80.6, 49.0), "Iterative M-DPO + fixed reference": (79.9, 48.0),
         "M-DPO iteration 1": (81.5, 49.1), "M-DPO iteration 2": (82.5, 49.7),
-        "M-DPO iteration 3": (83.9, 51.2), "Iterative M-KTO": (82.1, 49.5),
+        "M-DPO iteration 3": (83.9, 51.2), "M-DPO": (83.9, 51.2), "Iterative M-KTO": (82.1, 49.5),
     },
-    "codegemma-1.1-it-7b": {"SFT": (77.3, 46.4), "Iterative M-DPO": (81.5, 50.1), "Iterative M-KTO": (81.6, 49.6)},
-    "mistral-7b-v0.3": {"SFT": (77.8, 42.7), "Iterative M-DPO": (82.3, 47.5), "Iterative M-KTO": (81.7, 46.7)},
-    "gemma-2-it-9b": {"SFT": (84.1, 51.0), "Iterative M-DPO": (86.3, 54.5), "Iterative M-KTO": (86.1, 54.5)},
+    "codegemma-1.1-it-7b": {
+        "SFT": (77.3, 46.4), "RAFT": (78.8, 48.4), "Iterative single-turn DPO": (79.1, 48.9),
+        "Iterative single-turn KTO": (80.2, 48.6), "Iterative M-DPO": (81.5, 50.1), "Iterative M-KTO": (81.6, 49.6),
+    },
+    "mistral-7b-v0.3": {
+        "SFT": (77.8, 42.7), "RAFT": (79.8, 43.7), "Iterative single-turn DPO": (79.8, 45.1),
+        "Iterative single-turn KTO": (81.3, 46.3), "Iterative M-DPO": (82.3, 47.5), "Iterative M-KTO": (81.7, 46.7),
+    },
+    "gemma-2-it-9b": {
+        "SFT": (84.1, 51.0), "RAFT": (84.2, 52.6), "Iterative single-turn DPO": (85.2, 53.1),
+        "Iterative single-turn KTO": (85.4, 52.9), "Iterative M-DPO": (86.3, 54.5), "Iterative M-KTO": (86.1, 54.5),
+    },
 }
 PUBLISHED_COLUMNS = ("gsm8k", "math")
 
@@ -59,15 +69,31 @@ def run_rows(run: Path, grader: str, first: bool) -> tuple[list[tuple[str, dict]
     return rows, cfg
 
 
+def chosen_steps(run: Path, first: bool) -> list[str]:
+    """Per row of `run_rows`: the training step that became the iteration's model, of the run's last
+    step, and how it was chosen (iter<t>/select/selection.json), e.g. "30 / 45 (best)"."""
+    cfg = yaml.safe_load((run / "config.resolved.yaml").read_text())
+    tags = ["sft"] + [f"iter{t}" for t in range(1, cfg["iterations"] + 1)]
+    cells = []
+    for tag in tags if first else tags[-1:]:
+        record = run / tag / "select" / "selection.json"
+        chosen = json.loads(record.read_text()) if record.exists() else None
+        cells.append(f"{chosen['step']} / {chosen.get('final_step', chosen['step'])} ({chosen['selection']})"
+                     if chosen else "")
+    return cells
+
+
 def table(runs: list[Path], grader: str) -> tuple[str, list[tuple[str, dict]]]:
     rows, cfg0 = run_rows(runs[0], grader, first=True)
     for r in runs[1:]:
         rows += run_rows(r, grader, first=False)[0]
+    steps = [c for i, r in enumerate(runs) for c in chosen_steps(r, first=i == 0)]
     sets = [s["name"] for s in cfg0["evaluate"]["sets"]]
     published = PUBLISHED.get(cfg0.get("paper_model", ""), {})
-    head = ["method", *sets, "average"] + (["paper GSM8K", "paper MATH"] if published else [])
+    head = (["method", *sets, "average"] + (["paper GSM8K", "paper MATH"] if published else [])
+            + (["checkpoint: step / last"] if any(steps) else []))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, scores in rows:
+    for (label, scores), step in zip(rows, steps, strict=True):
         vals = [scores[s] for s in sets]
         done = [v for v in vals if v is not None]
         avg = sum(done) / len(done) if done and len(done) == len(vals) else None
@@ -76,6 +102,7 @@ def table(runs: list[Path], grader: str) -> tuple[str, list[tuple[str, dict]]]:
             paper = published.get(label) or published.get(label.rsplit(" iteration ", 1)[0]
                                                           if label.endswith(f" {cfg0['iterations']}") else "")
             cells += [f"{paper[0]:.1f}", f"{paper[1]:.1f}"] if paper else ["", ""]
+        cells += [step] if any(steps) else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), rows
 

@@ -309,12 +309,17 @@ class Runner:
             state = path / "trainer_state.json"
             if state.exists():
                 epochs[path] = json.loads(state.read_text()).get("epoch") or 0.0
-        found = [path for path, e in epochs.items() if abs(e - epoch) < 0.01]
-        if not found:
+        resolved = Path(run) / "sft_config.yaml"  # SFT/train.sh's resolved config
+        if resolved.exists() and (yaml.safe_load(resolved.read_text()) or {}).get("num_epochs") == epoch:
+            return run  # the last epoch is the final model (its checkpoint may be missing: see below)
+        # Packed batches make epochs a step longer or shorter than planned, so a checkpoint saved
+        # "every epoch" can sit at epoch 2.97 or 3.03: take the nearest within a quarter epoch.
+        near = sorted((abs(e - epoch), str(path)) for path, e in epochs.items() if abs(e - epoch) < 0.25)
+        if not near:
             sys.exit(f"pipeline: the SFT run {run} has no checkpoint after epoch {epoch} (its checkpoints: "
                      f"{sorted(round(e, 2) for e in epochs.values())}); the SFT config must save every epoch "
                      "(saves_per_epoch: 1) and keep them (save_total_limit >= num_epochs)")
-        return str(found[0])
+        return near[0][1]
 
     def prompt_file(self, t: int) -> tuple[str, list[str]]:
         """The iteration's prompt file, and the override selecting its share when one file serves all."""
