@@ -27,6 +27,10 @@ PUBLISHED = {
         "Iterative single-turn KTO": (80.6, 49.0), "Iterative M-DPO + fixed reference": (79.9, 48.0),
         "M-DPO iteration 1": (81.5, 49.1), "M-DPO iteration 2": (82.5, 49.7),
         "M-DPO iteration 3": (83.9, 51.2), "M-DPO": (83.9, 51.2), "Iterative M-KTO": (82.1, 49.5),
+        # the paper's ablations (FIELD §4), by the labels of their configs
+        "M-DPO beta=0.01": (81.7, 50.1), "M-DPO beta=0.5": (82.8, 49.7), "M-DPO + NLL": (81.7, 49.5),
+        "M-DPO on-policy only": (83.1, 49.5), "M-DPO, N=12": (83.5, 51.2), "M-DPO, N=6": (82.0, 49.2),
+        "M-DPO from SFT 1 epoch": (80.6, 46.7), "M-DPO from SFT 2 epochs": (82.4, 49.8),
     },
     "codegemma-1.1-it-7b": {
         "SFT": (77.3, 46.4), "RAFT": (78.8, 48.4), "Iterative single-turn DPO": (79.1, 48.9),
