@@ -1,0 +1,81 @@
+"""Rehearsals (scripts/rehearsal.py): a GPU config run on CPU with stand-in models and data, every
+key, template and hand-off its own; the slow test runs the paper's main config end to end."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
+
+import pipeline  # noqa: E402
+import rehearsal  # noqa: E402
+
+GPU_CONFIGS = [path for path, _ in rehearsal.gpu_configs()]
+HUB_NAMES = ("google/", "RLHF4MATH/", "openai/", "hendrycks/", "mistralai/")
+
+
+def dry_run(tmp_path, config, *overrides):
+    cmd = [sys.executable, str(ROOT / "scripts" / "pipeline.py"), str(config), f"runs_dir={tmp_path}",
+           "rehearse=true", *overrides, "--dry-run"]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("config", GPU_CONFIGS, ids=lambda p: p.name)
+def test_rehearsal_leaves_no_hub_reference_and_keeps_the_stage_configs(tmp_path, config):
+    out = dry_run(tmp_path, config)
+    notes, commands = out.split("\n# ", 1)
+    for name in HUB_NAMES:
+        assert name not in commands, f"{config.name}: a Hub reference left in the rehearsal:\n{commands}"
+    cfg = pipeline.load(str(config), [])
+    for stage_config in (cfg.sft.config, cfg.generate.config, cfg.train.config, cfg.evaluate.config):
+        assert stage_config in commands or cfg.sft.model  # the config's own stage files, not copies
+    assert f"{tmp_path}/rehearsal/{cfg.name}/" in commands  # never beside a real run
+    if cfg.train.launcher:
+        accelerate = yaml.safe_load(next((tmp_path / "rehearsal" / cfg.name / "world" / "accelerate").glob("*.yaml"))
+                                    .read_text())
+        assert accelerate["num_processes"] == 2 and accelerate["use_cpu"] is True
+        assert "accelerate" in notes and "num_processes: 8 -> 2" in notes
+
+
+def test_rehearsal_prints_each_gpu_only_setting_it_replaces(tmp_path):
+    notes = dry_run(tmp_path, ROOT / "configs" / "gemma-1.1-it-7b_mdpo.yaml").split("\n# ", 1)[0]
+    for expected in ("'google/gemma-1.1-7b-it' -> '{world}/models/gemma'", "attn_implementation: 'flash_attention_2'",
+                     "'paged_adamw_32bit' -> 'adamw_torch'", "data_parallel_size: 8 ->",
+                     "'RLHF4MATH/prompt_iter2' -> '{world}/data/prompt_iter2.jsonl'",
+                     "'RLHF4MATH/SFT_510K' -> '{world}/data/SFT_510K.jsonl'", "HF_HUB_OFFLINE=1"):
+        assert expected in notes, notes
+
+
+def test_family_of_hub_ids():
+    assert rehearsal.family_of("google/gemma-1.1-7b-it") == "gemma"
+    assert rehearsal.family_of("google/codegemma-1.1-7b-it") == "gemma"
+    assert rehearsal.family_of("google/gemma-2-9b-it") == "gemma2"
+    assert rehearsal.family_of("runs/models/mistral-7b-v0.3-pad") == "mistral"
+    with pytest.raises(SystemExit, match="no stand-in family"):
+        rehearsal.family_of("meta-llama/Llama-3-8B")
+
+
+@pytest.mark.parametrize("name", sorted(rehearsal.FAMILIES))
+def test_stand_in_tokenizer_renders_the_hub_template_with_single_special_tokens(tmp_path, name):
+    from transformers import AutoConfig, AutoTokenizer
+
+    family = rehearsal.FAMILIES[name]
+    corpus = ["Ava has 5 apples.", "```python\nprint(5 - 3)\n```", "The answer is $\\boxed{2}$."] * 20
+    rehearsal.build_model(name, family, rehearsal.build_tokenizer(family, corpus), tmp_path, seed=0)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    for special in (family.bos, family.eos, *family.specials):
+        assert len(tok.encode(special, add_special_tokens=False)) == 1, special
+    messages = [{"role": "user", "content": "Ava has 5 apples."}, {"role": "assistant", "content": "2"}]
+    text = tok.apply_chat_template(messages, tokenize=False)
+    assert text.startswith(family.bos) and ("<start_of_turn>model\n2<end_of_turn>" in text or "[/INST] 2</s>" in text)
+    assert tok("x")["input_ids"][0] == tok.bos_token_id  # <bos> prepended on encode, as the Hub tokenizers do
+    assert type(AutoConfig.from_pretrained(tmp_path)).__name__ == family.arch
+    generation = json.loads((tmp_path / "generation_config.json").read_text())
+    eos = generation["eos_token_id"] if isinstance(generation["eos_token_id"], list) else [generation["eos_token_id"]]
+    assert tok.convert_ids_to_tokens(eos) == list(family.generation_eos)
