@@ -57,8 +57,8 @@ def check(stage: str, gpus: int, flash_attn: bool, find_only: bool) -> list[str]
                 fix = f"the repository is not installed in {env} (editable): rm {env}/.installed && {reinstall}"
             elif name == "flash_attn":
                 fix = ("the SFT config uses attn_implementation: flash_attention_2: FLASH_ATTN=1 bash "
-                       "scripts/setup_envs.sh sft (compiles flash-attn, up to an hour), or override "
-                       "attn_implementation=sdpa")
+                       "scripts/setup_envs.sh sft (compiles flash-attn, up to an hour), or train with PyTorch's "
+                       "attention: sft.overrides=[attn_implementation=sdpa]")
             else:
                 fix = f"rm {env}/.installed && {reinstall}"
             problems.append(f"{env}: package `{name}` is not installed; {fix}")

@@ -52,7 +52,8 @@ def test_gpu_config_is_the_papers_recipe(name):
     assert cfg["attn_implementation"] == "flash_attention_2" and cfg["gradient_checkpointing"] is True
     assert cfg["bf16"] == "auto" and cfg["logging_steps"] == 2 and cfg["auto_resume_from_checkpoints"]
     assert cfg["datasets"][0]["path"] == "RLHF4MATH/SFT_510K"
-    assert cfg["wandb_name"].startswith(name)  # SPEC §8.46: the reference swapped two of these
+    assert cfg["output_dir"].endswith(f"/{name}")  # SPEC §8.46: the reference swapped two of these
+    assert cfg["use_tensorboard"] is True and not any(k.startswith("wandb") for k in cfg)  # no login prompt
 
 
 @pytest.mark.parametrize("name", [*GPU_CONFIGS, "tiny_cpu"])
