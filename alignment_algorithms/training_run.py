@@ -15,9 +15,8 @@ from typing import Any
 from transformers import AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 
-from formats.config import parse_cli
-
 from formats import heldout
+from formats.config import parse_cli
 
 from .checkpoints import ResumeStateOnlyInNewestCheckpoint
 from .lora import LoraArguments, check_supported, save_merged
