@@ -7,6 +7,8 @@ Pairs (M-DPO), directory `<out>/dpo`:
   ending with an assistant turn; observation turns are user turns and stay in the data: masking
   them is the trainer's job
 - gt (str), idx (str)
+RAFT trains on the `chosen` of these pairs: the reference's RAFT set is exactly that, `{messages:
+chosen}` of the random pairs (SPEC 4.4 step 9), so it needs no directory of its own.
 
 Unpaired (M-KTO), directory `<out>/kto`:
 - prompt (as above), completion (messages after the prompt), label (bool), gt, idx
