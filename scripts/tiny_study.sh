@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The tiny world's evidence that the method works (issue 9): the README's tiny M-DPO run over three
-# seeds, the paper's comparisons on seed 0 (single-turn DPO, M-KTO, single-turn KTO, fixed
+# seeds, the paper's comparisons on seed 0 (single-turn DPO, M-KTO, single-turn KTO, RAFT, fixed
 # reference, on-policy sampling, beta 0.01 and 0.5, an NLL term; they start from seed 0's SFT
 # model), and one table with per-seed numbers. Each run takes about 11 minutes on 2 idle cores (a
-# comparison 7-8: no SFT), 93 in all; finished runs are skipped, so re-running resumes.
+# comparison 7-8: no SFT), 93 in all before RAFT was added (RAFT not yet timed); finished runs are
+# skipped, so re-running resumes.
 #
 #   bash scripts/tiny_study.sh            # -> runs/tiny_study.md, assets/tiny_cpu_accuracy.png
 set -euo pipefail
@@ -17,7 +18,7 @@ run bash scripts/run_iterative.sh configs/tiny_cpu.yaml
 for seed in 1 2; do
   run bash scripts/run_iterative.sh configs/tiny_cpu.yaml name=tiny_cpu_seed$seed world.seed=$seed
 done
-comparisons=(single-turn-dpo mkto single-turn-kto fixed-ref on-policy beta0.01 beta0.5 nll)
+comparisons=(single-turn-dpo mkto single-turn-kto raft fixed-ref on-policy beta0.01 beta0.5 nll)
 for c in "${comparisons[@]}"; do
   run bash scripts/run_iterative.sh "configs/tiny_cpu_$c.yaml"
 done
