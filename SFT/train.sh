@@ -47,12 +47,20 @@ if [ "$STATE" = "done" ]; then
 fi
 
 echo "train.sh: training with $RESOLVED on $NPROC process(es)"
-START=$(date +%s)
 if [ "$NPROC" -gt 1 ] || [ -n "${TORCHRUN_ARGS:-}" ]; then  # several nodes: torchrun even with 1 GPU each
-  # shellcheck disable=SC2086  # TORCHRUN_ARGS is a list of words on purpose
-  "$PY" -m torch.distributed.run --nproc_per_node "$NPROC" ${TORCHRUN_ARGS:-} \
-    -m axolotl.cli.train "$RESOLVED" "${AXOLOTL_ARGS[@]}"
+  # shellcheck disable=SC2206  # TORCHRUN_ARGS is a list of words on purpose
+  LAUNCH=("$PY" -m torch.distributed.run --nproc_per_node "$NPROC" ${TORCHRUN_ARGS:-} -m axolotl.cli.train)
 else
-  "$PY" -m axolotl.cli.train "$RESOLVED" "${AXOLOTL_ARGS[@]}"
+  LAUNCH=("$PY" -m axolotl.cli.train)
 fi
+# Training runs in the background so that a SIGTERM or SIGHUP to this script (the pipeline stopping,
+# a scheduler's preemption, the pipeline's own death) reaches it too: bash would otherwise die alone
+# and leave the trainer running on the GPUs, racing the re-run that resumes it.
+stop_training() { kill -TERM "$TRAINER" 2>/dev/null || true; wait "$TRAINER" || true; exit 143; }
+trap stop_training TERM HUP INT
+START=$(date +%s)
+"${LAUNCH[@]}" "$RESOLVED" "${AXOLOTL_ARGS[@]}" &
+TRAINER=$!
+wait "$TRAINER"
+trap - TERM HUP INT
 "$PY" -m SFT.finish_run "$OUT" --wall-seconds $(( $(date +%s) - START ))

@@ -11,6 +11,7 @@ Stdlib only (psutil for the guard), so the pipeline and the sandbox's workers ca
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -34,16 +35,23 @@ def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> Non
         os._exit(128 + int(sig))
 
 
-def stop(proc: subprocess.Popen, grace_s: float, ask: bool = True) -> None:
+def stop(proc: subprocess.Popen, grace_s: float, ask: bool = True, group: bool = False) -> None:
     """End `proc`: SIGTERM (unless `ask` is False: the caller has asked its own way), then SIGKILL
-    if it is still there after `grace_s`; always reaped."""
+    if it is still there after `grace_s`; always reaped. `group`: `proc` leads its own process
+    group (start_new_session) and the signals go to the whole group, its grandchildren too."""
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+
     if ask and proc.poll() is None:
-        proc.terminate()
+        send(signal.SIGTERM)
     try:
         proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        send(signal.SIGKILL)
         proc.wait()
+    if group:  # the leader gone, a grandchild that ignored SIGTERM must not stay
+        send(signal.SIGKILL)
 
 
 # Run by OrphanGuard's watchdog: stdin ends without a byte = the parent died unannounced.

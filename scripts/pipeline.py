@@ -68,13 +68,14 @@ def _tee(source: int, log: Path) -> None:
 
 def run_stage(cmd: list[str], env: dict, log: Path | None = None) -> int:
     """Runs one stage, its output (stdout and stderr) also appended to `log`; if the pipeline is
-    interrupted (Ctrl-C, SIGTERM), the stage is asked to stop (SIGTERM, then SIGKILL after 30 s)
+    interrupted (Ctrl-C, SIGTERM), the stage's whole process group (the stage script and what it
+    started: a trainer, torchrun's workers) is asked to stop (SIGTERM, then SIGKILL after 30 s)
     before the pipeline exits, so a re-run never races it."""
     parent = os.getpid()  # the kernel ends the stage if the pipeline dies, even by SIGKILL (Linux)
     pipe = subprocess.PIPE if log else None
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"} if log else env, stdout=pipe,
                             stderr=subprocess.STDOUT if log else None,
-                            preexec_fn=lambda: die_with_parent(signal.SIGTERM, parent))
+                            start_new_session=True, preexec_fn=lambda: die_with_parent(signal.SIGTERM, parent))
     copier = None
     if log:
         copier = threading.Thread(target=_tee, args=(proc.stdout.fileno(), log), daemon=True)
@@ -82,7 +83,7 @@ def run_stage(cmd: list[str], env: dict, log: Path | None = None) -> int:
     try:
         returncode = proc.wait()
     except BaseException:
-        stop(proc, grace_s=30)
+        stop(proc, grace_s=30, group=True)
         raise
     if copier:  # a leftover grandchild holding the pipe must not hold the pipeline
         copier.join(timeout=10)

@@ -164,6 +164,47 @@ def test_a_stage_does_not_outlive_a_killed_pipeline(tmp_path, sig):
     pytest.fail(f"the stage outlived a pipeline ended by {sig}")
 
 
+SFT_DRIVER = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import pipeline
+pipeline.stop_on_sigterm()
+world, out = sys.argv[2], sys.argv[3]
+pipeline.run_stage(["bash", "SFT/train.sh", "SFT/configs/tiny_cpu.yaml", f"base_model={world}/model",
+                    f"datasets.0.path={world}/data/sft.jsonl", f"output_dir={out}"], dict(os.environ))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_the_sft_trainer_does_not_outlive_a_killed_pipeline(tiny_world, tmp_path, sig):
+    """SFT/train.sh runs axolotl as its child: the real stage script, not a stand-in, must pass the stop on."""
+    import signal
+
+    import psutil
+
+    driver = subprocess.Popen([sys.executable, "-c", SFT_DRIVER, str(ROOT / "scripts"), str(tiny_world),
+                               str(tmp_path / "sft")], cwd=ROOT)
+    deadline = time.monotonic() + 300
+    trainer = None
+    while trainer is None:
+        assert driver.poll() is None and time.monotonic() < deadline, "axolotl never started"
+        for proc in psutil.Process(driver.pid).children(recursive=True):
+            try:
+                if "axolotl.cli.train" in proc.cmdline():
+                    trainer = proc
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.2)
+    driver.send_signal(getattr(signal, sig))
+    driver.wait(timeout=60)
+    try:
+        trainer.wait(timeout=60)
+    except psutil.TimeoutExpired:
+        trainer.kill()
+        pytest.fail(f"axolotl outlived a pipeline ended by {sig}")
+
+
 def fake_run(root: Path, name: str, label: str, accs: dict[str, float], paper_model: str = "") -> Path:
     run = root / name
     sets = [{"name": "gsm8k", "path": "x", "data_name": "gsm8k", "limit": -1},
