@@ -19,6 +19,20 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert (run / "iter1" / "train" / "model" / "alignment_finished.json").exists()
     stats = json.loads((run / "iter1" / "pairs" / "data" / "stats.json").read_text())
     assert stats["kto"]["rows"] > 0
+    # Iteration 1 mixes two SFT checkpoints (sft.mixture_epoch: 1, SPEC 4.4).
+    assert stats["sources"]["previous"]["trajectories"] == 8 * 2
+    previous = (run / "iter1" / "generate" / "previous" / "trajectories.jsonl").read_text().splitlines()
+    assert json.loads(previous[0])["model"] == str(run / "sft" / "model" / "checkpoint-30")
+    # Model selection: every checkpoint evaluated on the held-out prompts, the best one kept.
+    selection = json.loads((run / "iter1" / "select" / "selection.json").read_text())
+    assert selection["selection"] == "best" and selection["heldout_prompts"] >= 1
+    assert len(selection["accuracy"]) >= 2 and str(selection["final_step"]) in selection["accuracy"]
+    trained = run / "iter1" / "train" / "model"
+    kept = [p.name for p in trained.glob("checkpoint-*")]
+    assert kept == ([] if selection["step"] == selection["final_step"] else [f"checkpoint-{selection['step']}"])
+    evaluated = json.loads((run / "eval" / "iter1" / "tiny_test" / "generate" / "trajectories.jsonl")
+                           .read_text().splitlines()[0])["model"]
+    assert evaluated == selection["model"]
     for tag in ("sft", "iter1"):
         metrics = run / "eval" / tag / "tiny_test" / "generate" / "trajectories.metrics.json"
         assert json.loads(metrics.read_text())["n_scored"] == 8

@@ -27,6 +27,7 @@ PAPER = {  # config: (stage, learning rate); paper App. B
     "raft_mistral-7b-v0.3.yaml": ("raft", 2e-7),
 }
 TINY = {"mdpo_tiny_cpu.yaml": "mdpo", "mkto_tiny_cpu.yaml": "mkto", "raft_tiny_cpu.yaml": "raft"}
+ONE_GPU = {"mdpo_gemma-1.1-7b-it_1gpu.yaml": "mdpo", "mkto_gemma-1.1-7b-it_1gpu.yaml": "mkto"}
 GPUS_PER_NODE = 8
 
 
@@ -39,7 +40,7 @@ def parse(name: str, stage: str, *extra: str):
 
 
 def test_every_config_is_listed():
-    assert {p.name for p in (ROOT / "configs").glob("*.yaml")} == set(PAPER) | set(TINY)
+    assert {p.name for p in (ROOT / "configs").glob("*.yaml")} == set(PAPER) | set(TINY) | set(ONE_GPU)
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))
@@ -67,6 +68,17 @@ def test_paper_configs(name):
 def test_tiny_cpu_configs(name):
     run, args = parse(name, TINY[name])
     assert not args.bf16 and run.dtype == "float32" and not args.activation_checkpointing
+
+
+@pytest.mark.parametrize("name", sorted(ONE_GPU))
+def test_one_gpu_configs(name):
+    """LoRA on one GPU keeps the paper's batch, horizon, masking and checkpoint interval."""
+    _, lora, args = load((RunArguments, LoraArguments, STAGES[ONE_GPU[name]][0]), ROOT / "configs" / name,
+                         ["model_name_or_path=m", "dataset_path=d", "output_dir=o", "use_cpu=true"])
+    assert lora.use_peft and lora.lora_r > 0 and args.activation_checkpointing
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 32  # one GPU
+    assert args.max_length == 2048 and args.bf16 and args.mask_observations and args.beta == 0.1
+    assert args.save_steps == 50 and not args.save_only_model
 
 
 def test_unknown_key_is_refused(tmp_path):

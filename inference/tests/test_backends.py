@@ -23,8 +23,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from formats import trajectory
-from inference.backends import BackendConfig, BackendError, TurnRequest, VLLMBackend
 from formats.config import build
+from inference.backends import BackendConfig, BackendError, TurnRequest, VLLMBackend
 from inference.generate import GenerateConfig, generate_async
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,9 @@ from datasets import Dataset, load_from_disk
 from formats import preference
 from formats import scores as scores_format
 from formats import trajectory as trajectory_format
+from formats.config import build, read_yaml
 from formats.trajectory import MAX_CALLS_MARKER
 from inference import pairs
-from formats.config import build, read_yaml
 from inference.pairs import PairsConfig, RunSpec, choose_pairs, pass_at_k
 
 GT = {"0": "12", "1": "30", "2": "7", "3": "100"}
@@ -379,8 +379,12 @@ def test_config_errors(runs, tmp_path):
     cur, _ = runs
     with pytest.raises(SystemExit, match="listed twice"):
         pairs.main([f"runs=[{{path: '{cur}'}}, {{path: '{cur}'}}]", f"output={tmp_path / 'o'}"])
-    with pytest.raises(SystemExit, match="did you mean 'filters.max_turns'"):
+
+def test_unknown_key_names_the_nearest(runs, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         pairs.main(argv_for(runs, tmp_path / "o", "filters.max_turn=true"))
+    assert exc.value.code == 2
+    assert "did you mean 'filters.max_turns'" in capsys.readouterr().err
 
 
 def test_help_lists_fields(capsys):
