@@ -112,7 +112,8 @@ def test_generate_template_serves_the_model_and_stops_the_server(allocation, tin
     outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     done = subprocess.run(
         ["bash", str(SLURM / "generate.sbatch"), "--config", "inference/configs/generate_tiny.yaml", *common,
-         "data.limit=3", f"output={outs[0]}", "--and", "--config", "inference/configs/generate_tiny.yaml", *common,
+         "data.limit=3", "sampling.n=1", f"output={outs[0]}",
+         "--and", "--config", "inference/configs/generate_tiny.yaml", *common,
          "data.limit=2", "sampling.n=2", f"output={outs[1]}"],
         env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
