@@ -1,7 +1,7 @@
 """Grading throughput: pairs per second on 2 worker processes, paper and strict against plain
 math-verify run through the same pool in the same process run.
 
-    .venv-inference/bin/python benchmarks/bench_grade.py [--math /work/shared/data/math/test.jsonl]
+    .venv-inference/bin/python benchmarks/bench_grade.py [--math inference/data/math/test.jsonl]
 
 Sets: (1) all 5000 MATH ground truths against themselves (every grader should say equal);
 (2) the mixed labelled sets of inference/tests/data (grader_labelled + grader_holdout), where the
@@ -50,7 +50,7 @@ def run(grader: str, pairs: list[Pair], workers: int, timeout_s: float) -> tuple
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--math", type=Path, default=Path("/work/shared/data/math/test.jsonl"))
+    ap.add_argument("--math", type=Path, default=ROOT / "inference" / "data" / "math" / "test.jsonl")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout-s", type=float, default=10.0)
     args = ap.parse_args()
