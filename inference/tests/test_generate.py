@@ -4,7 +4,8 @@ The tiny world's model has random weights: it never writes a ```python block, a 
 answer or an error-raising program on purpose. So the turns here come from a small scripted
 OpenAI-compatible server (`FakeServer`), reached through the real `openai` backend; that is the
 only stand-in. Everything else is real: the tokenizer and chat template of the tiny world, the
-sandbox running the programs, the JSONL writer, resume. Real engines are in test_backends.py.
+sandbox running the programs, the JSONL writer, resume. Real engines are in test_backends.py; the
+cut at "```output", on tokens a real engine sampled, is in test_turn_tokens.py.
 """
 
 import asyncio
@@ -34,16 +35,14 @@ SCRIPTS = {
     "loop": ["```python\nprint(1)\n```"] * 10,
     "both": ["```python\nprint(99)\n```\nSo the answer is $\\boxed{1}$."],
     "chat": ["I do not know how to solve this."],
-    "fence": ["```python\nprint(5)\n```\n```output\n5\n```\nThe answer is $\\boxed{5}$.",
-              "The answer is $\\boxed{5}$."],
     "long": [" ".join(["word"] * 400)],
     "fail": ["unused"],
 }
 
 
 class FakeServer:
-    """/v1/models and /v1/completions, answering from SCRIPTS; it applies `max_tokens` and the
-    stop strings the way vLLM does, and fails with HTTP 400 on the question "fail"."""
+    """/v1/models and /v1/completions, answering from SCRIPTS; it applies `max_tokens` the way
+    vLLM does, and fails with HTTP 400 on the question "fail"."""
 
     def __init__(self, tokenizer, model: str, max_model_len: int = 2048):
         self.tok, self.model, self.max_model_len = tokenizer, model, max_model_len
@@ -85,10 +84,7 @@ class FakeServer:
         if calls > len(SCRIPTS[question]):
             return 500, {"error": {"message": f"script of {question!r} exhausted", "code": 500}}
         turn = SCRIPTS[question][calls - 1]
-        cuts = [i for i in (turn.find(s) for s in req.get("stop") or []) if i >= 0]
         finish = "stop"
-        if cuts:
-            turn = turn[:min(cuts)]
         ids = self.tok(turn, add_special_tokens=False)["input_ids"]
         if len(ids) > req["max_tokens"]:
             ids, finish = ids[:req["max_tokens"]], "length"
@@ -151,9 +147,9 @@ def user(text):
 
 
 def test_code_runs_and_its_output_comes_back_as_a_user_turn(tmp_path, server):
-    cfg = make_cfg(tmp_path, server, ["solve", "persist", "error", "fence"])
+    cfg = make_cfg(tmp_path, server, ["solve", "persist", "error"])
     stats = run(cfg)
-    assert sum(stats.stop_reasons.values()) == 4
+    assert sum(stats.stop_reasons.values()) == 3
     recs = records(cfg)
     solve = recs["solve"]
     assert solve["messages"] == [user("solve"), assistant(SCRIPTS["solve"][0]),
@@ -164,9 +160,7 @@ def test_code_runs_and_its_output_comes_back_as_a_user_turn(tmp_path, server):
     assert recs["persist"]["messages"][4] == user("```output\n6\n```")
     err = recs["error"]["messages"][2]["content"]
     assert "ZeroDivisionError" in err and recs["error"]["pred"] == "2"
-    # A turn ends at "```output": the model's imagined output is not kept, the real one is.
-    fence = recs["fence"]["messages"]
-    assert fence[1] == assistant("```python\nprint(5)\n```") and fence[2] == user("```output\n5\n```")
+    # A turn ends at "```output" (cut on a real engine's tokens in test_turn_tokens.py).
     req = server.requests[0]
     assert "```output" in req["stop"] and 5 in req["stop_token_ids"]  # <end_of_turn>, from the template
     assert req["prompt"][0] == 2 and req["prompt"].count(2) == 1  # one BOS
