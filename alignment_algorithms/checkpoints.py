@@ -6,30 +6,14 @@ needs what resuming needs (optimizer, scheduler, scaler and RNG state, DeepSpeed
 shards): for a 7B model that is about 80 GB against 17 GB of bf16 weights. transformers offers
 neither split: `save_total_limit` deletes whole checkpoints, `save_only_model` keeps no optimizer
 state anywhere (no resume). This callback removes the resume state of every older checkpoint
-after each save.
+after each save (formats/checkpoints.py; SFT/plugin.py does the same for axolotl).
 """
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 from transformers import TrainerCallback
 
-from formats.checkpoints import checkpoints
-
-# What Trainer._save_checkpoint writes besides the model (plain, DeepSpeed and FSDP runs).
-RESUME_STATE = ("optimizer*", "scheduler.pt", "scaler.pt", "rng_state*.pth", "global_step*", "latest",
-                "zero_to_fp32.py")
-
-
-def drop_resume_state(checkpoint: Path) -> None:
-    for pattern in RESUME_STATE:
-        for path in checkpoint.glob(pattern):
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+from formats.checkpoints import prune_resume_state
 
 
 class ResumeStateOnlyInNewestCheckpoint(TrainerCallback):
@@ -37,5 +21,4 @@ class ResumeStateOnlyInNewestCheckpoint(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            for _, path in checkpoints(args.output_dir)[:-1]:
-                drop_resume_state(path)
+            prune_resume_state(args.output_dir)

@@ -365,8 +365,11 @@ def disk_estimate(cfg) -> list[tuple[str, float]]:
         saves = int(sft.get("saves_per_epoch") or 0) * int(sft.get("num_epochs", 1))
         kept = min(saves, int(sft.get("save_total_limit") or saves)) if saves else int(sft.get("save_total_limit") or 1)
         optimizer = 0 if sft.get("save_only_model") else (12 * p if sft.get("deepspeed") else 8 * p)
-        parts.append((f"SFT: {kept} checkpoint(s) of weights + optimizer state, and the final model",
-                      kept * (weights + optimizer) + weights))
+        # SFT/plugin.py: the optimizer state only in the newest checkpoint
+        pruned = "SFT.plugin.KeepResumeStateInNewestCheckpoint" in (sft.get("plugins") or [])
+        with_state = min(kept, 1) if pruned else kept
+        parts.append((f"SFT: {kept} checkpoint(s) of weights, {with_state} with optimizer state, and the final model",
+                      kept * weights + with_state * optimizer + weights))
     train = stage_yaml(cfg.train.config, train_overrides(cfg))
     acc = accelerate_config(cfg)
     batch = int(train.get("per_device_train_batch_size", 1)) * int(train.get("gradient_accumulation_steps", 1)) * \

@@ -8,8 +8,10 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import textwrap
+import time
 
 import pytest
 import torch
@@ -20,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from formats import sft as sft_format
 from SFT.tests.conftest import TEST_STEPS
-from SFT.tests.helpers import CONFIGS, ROOT, run_train
+from SFT.tests.helpers import CONFIGS, ROOT, run_train, sft_env
 from SFT.tests.labels import IGNORE, expected_labels
 
 pytestmark = pytest.mark.slow
@@ -113,14 +115,32 @@ def test_running_again_on_a_finished_output_is_a_no_op(tiny_run):
     assert {p: p.stat().st_mtime_ns for p in tiny_run.out.rglob("*")} == before
 
 
+def test_older_checkpoints_keep_weights_but_not_resume_state(tiny_run):
+    """SFT/plugin.py: every checkpoint a pipeline may start from keeps its weights; only the newest
+    keeps the optimizer, scheduler and RNG state that resuming needs."""
+    older, newest = tiny_run.out / "checkpoint-20", tiny_run.out / f"checkpoint-{TEST_STEPS}"
+    assert (older / "model.safetensors").exists() and (newest / "model.safetensors").exists()
+    assert not list(older.glob("optimizer*")) and not list(older.glob("rng_state*"))
+    assert (newest / "optimizer.pt").exists() and (newest / "scheduler.pt").exists()
+
+
 def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_run, tmp_path):
+    """Stopped for real (SIGTERM to train.sh, as a scheduler or the pipeline stops it) after its
+    step-20 checkpoint, then the same command again."""
     out = tmp_path / "resumed"
-    shutil.copytree(tiny_run.out, out)
-    # As if stopped after step 20: no step-40 checkpoint, no final weights, no marker.
-    shutil.rmtree(out / f"checkpoint-{TEST_STEPS}")
-    (out / "model.safetensors").unlink()
-    (out / "sft_complete.json").unlink()
     overrides = [o for o in tiny_run.overrides if not o.startswith("output_dir=")] + [f"output_dir={out}"]
+    proc = subprocess.Popen(["bash", str(ROOT / "SFT" / "train.sh"), str(CONFIGS / "tiny_cpu.yaml"), *overrides],
+                            cwd=ROOT, env=sft_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not (out / "checkpoint-20" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "no step-20 checkpoint"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # to train.sh, which passes it on to axolotl
+    assert proc.wait(timeout=120) != 0
+    assert not (out / "sft_complete.json").exists() and not (out / f"checkpoint-{TEST_STEPS}").exists()
+    assert (out / "checkpoint-20" / "optimizer.pt").exists()  # the newest keeps its resume state
+
     proc = run_train(str(CONFIGS / "tiny_cpu.yaml"), *overrides)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]

@@ -128,8 +128,8 @@ def test_checkpoints_keep_weights_and_only_the_newest_keeps_resume_state(tmp_pat
     state (alignment_algorithms/checkpoints.py). The trainer also records the prompts it held out."""
     from datasets import load_from_disk
 
-    from alignment_algorithms.checkpoints import RESUME_STATE
     from formats import heldout
+    from formats.checkpoints import RESUME_STATE
 
     out = tmp_path / "mdpo"
     main("mdpo", cli("mdpo", tiny_model, pairs_dir / "dpo", out, "max_steps=3", "save_steps=1", "eval_steps=3",
