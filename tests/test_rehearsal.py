@@ -79,3 +79,17 @@ def test_stand_in_tokenizer_renders_the_hub_template_with_single_special_tokens(
     generation = json.loads((tmp_path / "generation_config.json").read_text())
     eos = generation["eos_token_id"] if isinstance(generation["eos_token_id"], list) else [generation["eos_token_id"]]
     assert tok.convert_ids_to_tokens(eos) == list(family.generation_eos)
+
+
+def test_stand_in_warm_up_learns_the_tool_conversations(tmp_path):
+    """The warm-up is what lets a rehearsal's SFT produce tool calls, right and wrong answers, and so
+    pairs: its next-token loss on the family's rendering of the conversations must fall."""
+    from transformers import AutoModelForCausalLM
+
+    family = rehearsal.FAMILIES["gemma"]
+    rows = rehearsal.build_data(tmp_path / "world", seed=0, n_sft=64)
+    tokenizer = rehearsal.build_tokenizer(family, [m["content"] for r in rows for m in r["messages"]])
+    rehearsal.build_model("gemma", family, tokenizer, tmp_path / "model", seed=0)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    first, last = rehearsal.warm(model, tokenizer, rows, steps=20, seed=0, batch=4)
+    assert last < 0.7 * first
