@@ -1,16 +1,15 @@
 """The tiny config trained on CPU through SFT/train.sh (one shared run): the prepared data masks
-every user and observation token, the saved model loads in transformers and vLLM, a finished
-output directory is not trained again, and an interrupted run resumes from its checkpoint."""
+every user and observation token, the saved model loads in transformers (vLLM generates from one:
+tests/test_e2e.py), a finished output directory is not trained again, and an interrupted run
+resumes from its checkpoint."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import signal
 import subprocess
-import textwrap
 import time
 
 import pytest
@@ -76,35 +75,6 @@ def test_saved_model_loads_in_transformers_with_its_chat_template(tiny_run, tiny
     gen = model.generate(**prompt, max_new_tokens=8, do_sample=False)
     assert gen.shape[1] == prompt["input_ids"].shape[1] + 8 or tok.convert_ids_to_tokens(
         int(gen[0, -1])) in ("<end_of_turn>", "<eos>")
-
-
-VLLM_LOAD = textwrap.dedent("""
-    import json, sys
-    from vllm import LLM, SamplingParams
-    if __name__ == "__main__":
-        llm = LLM(model=sys.argv[1], enforce_eager=True, max_model_len=512, seed=0)
-        prompt = llm.get_tokenizer().apply_chat_template(
-            [{"role": "user", "content": "Ava has 12 pens. How many pens?"}], tokenize=False,
-            add_generation_prompt=True)
-        out = llm.generate([prompt], SamplingParams(max_tokens=8, temperature=0))[0].outputs[0]
-        print("RESULT " + json.dumps({"token_ids": list(out.token_ids), "text": out.text}))
-""")
-
-
-def test_saved_model_loads_in_vllm(tiny_run, tmp_path):
-    python = ROOT / ".venv-inference" / "bin" / "python"
-    if not python.exists():
-        pytest.skip("no inference environment (.venv-inference) to run vLLM in")
-    script = tmp_path / "vllm_load.py"
-    script.write_text(VLLM_LOAD)
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_CACHE_ROOT=str(tmp_path / "vllm-cache"),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run([str(python), str(script), str(tiny_run.out)], env=env, text=True,
-                          capture_output=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    [line] = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    result = json.loads(line.removeprefix("RESULT "))
-    assert result["token_ids"], result
 
 
 def test_running_again_on_a_finished_output_is_a_no_op(tiny_run):
