@@ -442,6 +442,15 @@ def build_model(name: str, family: Family, tokenizer, out: Path, seed: int, warm
           f"warm-up steps), {len(tokenizer)}-token BPE with {family.template}'s template -> {out}")
 
 
+def warm_up_data(out: Path, seed: int, n: int) -> list[dict]:
+    """Tool conversations of the same world as the SFT set's, not the same ones (another seed)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import make_tiny_world
+
+    return make_tiny_world.build_data(out, seed + 1000, n_train=1, n_test=1, n_sft=n, hard_wrong=0.6,
+                                      easy_wrong=0.1, error_rate=0.15, digits=1)
+
+
 def warm(model, tokenizer, conversations: list[dict], steps: int, seed: int, batch: int = 16) -> tuple[float, float]:
     """Next-token training on the world's tool conversations, rendered with the family's template:
     the stand-in's "pretraining". The real base is an instruct model that already writes code; a
@@ -493,14 +502,7 @@ def main(argv: list[str] | None = None) -> None:
     family = FAMILIES[args.family]
     corpus = [m["content"] for row in sft for m in row["messages"]]
     model_dir = args.out / "models" / args.family
-    warm_up = None
-    if args.warm_up_steps:  # conversations of the same world, not the SFT set's (another seed)
-        sys.path.insert(0, str(ROOT / "scripts"))
-        import make_tiny_world
-
-        warm_up = make_tiny_world.build_data(args.out / "warm_up", args.seed + 1000, n_train=1, n_test=1,
-                                             n_sft=args.n_warm_up, hard_wrong=0.6, easy_wrong=0.1,
-                                             error_rate=0.15, digits=1)
+    warm_up = warm_up_data(args.out / "warm_up", args.seed, args.n_warm_up) if args.warm_up_steps else None
     build_model(args.family, family, build_tokenizer(family, corpus), model_dir, args.seed, warm_up,
                 args.warm_up_steps)
     if args.add_pad_token:

@@ -87,7 +87,7 @@ def test_stand_in_warm_up_learns_the_tool_conversations(tmp_path):
     from transformers import AutoModelForCausalLM
 
     family = rehearsal.FAMILIES["gemma"]
-    rows = rehearsal.build_data(tmp_path / "world", seed=0, n_sft=64)
+    rows = rehearsal.warm_up_data(tmp_path, seed=0, n=64)
     tokenizer = rehearsal.build_tokenizer(family, [m["content"] for r in rows for m in r["messages"]])
     rehearsal.build_model("gemma", family, tokenizer, tmp_path / "model", seed=0)
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
