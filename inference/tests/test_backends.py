@@ -3,8 +3,9 @@ through the OpenAI-compatible client, and transformers.
 
 The model is the tiny world's architecture re-initialised with larger weights (built here, in a
 tmp dir): the world's own random model answers every prompt with the same run of newlines, which
-would make "identical outputs" an empty check; this one writes varied text. Two engines start per
-module (the in-process one and the server), in parallel.
+would make "identical outputs" an empty check; this one writes varied text. Three engines start per
+module, in parallel: the in-process one and two servers (the second is killed mid-run by the last
+test: the `openai` backend over several servers loses and duplicates nothing).
 """
 
 import asyncio
@@ -61,7 +62,9 @@ class Server:
              "--host", "127.0.0.1", "--port", str(self.port),
              "--enforce-eager", "--dtype", "float32", "--max-model-len", "2048", "--seed", "0",
              "--no-enable-chunked-prefill"],
-            env={**os.environ, **ENV}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            # Unbuffered: the tests count the requests it answered in its access log as they happen.
+            env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"}, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
         self._ready = False
 
     @property
@@ -90,11 +93,22 @@ class Server:
         self.log.close()
 
 
+    def completions(self) -> int:
+        """Completion requests it answered, from its access log."""
+        return Path(self.log.name).read_text().count('"POST /v1/completions HTTP/1.1" 200')
+
+
 @pytest.fixture(scope="module")
-def server(model, tmp_path_factory):
-    srv = Server(model, tmp_path_factory.mktemp("server") / "serve.log")
-    yield srv
-    srv.stop()
+def servers(model, tmp_path_factory):
+    started = [Server(model, tmp_path_factory.mktemp(f"server{i}") / "serve.log") for i in range(2)]
+    yield started
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def server(servers):
+    return servers[0]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +119,7 @@ def loop():
 
 
 @pytest.fixture(scope="module")
-def engine(model, loop, server):  # `server` first: both engines start at the same time
+def engine(model, loop, servers):  # the servers first: all three engines start at the same time
     for key, value in ENV.items():
         os.environ.setdefault(key, value)
 
@@ -202,3 +216,42 @@ def test_sigkill_then_rerun_completes_the_file(model, tiny_world, tmp_path, serv
     assert len(ids) == len(set(ids)) == 80
     assert lines[: len(before) - 1] == [b.decode() for b in before[:-1]]  # finished lines untouched
     list(trajectory.read(out))
+
+
+def test_losing_a_server_mid_run_loses_and_duplicates_nothing(model, tiny_world, tmp_path, servers):
+    """Last in this module: it kills the second server."""
+    urls = [srv.url for srv in servers]  # waits for both
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "inference.generate", f"model={model}", f"output={out}",
+           f"data.path={tiny_world / 'data' / 'test.jsonl'}", "data.limit=40", "sampling.n=2",
+           "sampling.max_tokens_per_turn=256", "backend.kind=openai", f"backend.base_urls=[{','.join(urls)}]",
+           "max_active=8", "progress=false", "sandbox.prestarted=1"]
+    served_earlier = [srv.completions() for srv in servers]  # by the tests above
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 600
+
+    def served() -> list[int]:
+        return [srv.completions() - n for srv, n in zip(servers, served_earlier, strict=True)]
+
+    # Kill one server once both have answered this run and some trajectories are written.
+    while not out.exists() or len(out.read_bytes().splitlines()) < 10 or not all(served()):
+        assert proc.poll() is None, f"the run ended before both servers answered ({served()})\n" + \
+            proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    served_before = served()
+    servers[1].stop()  # SIGTERM, then SIGKILL: its requests in flight fail mid-run
+    done_at_kill = len(out.read_bytes().splitlines())
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+
+    assert done_at_kill < 80, "the run finished before a server could be lost"
+    assert served()[0] > served_before[0]  # the survivor took over
+    assert "trying another" in stderr
+    records = list(trajectory.read(out))
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids)) == 80
+    assert {r["id"] for r in records} == {f"{r['idx']}:{k}" for r in records for k in range(2)}
+    failed = [r for r in records if r["stop_reason"] == "failed"]
+    assert not failed, json.dumps(failed[0]["error"])
