@@ -105,12 +105,13 @@ setup_stage() {
       fi
     fi
     echo "[$stage 2/4] installing $torch_pin first${index[*]:+ (from ${index[1]})}"
-    "$venv/bin/pip" install "${index[@]}" "$torch_pin" 2>&1 | tee -a "$log" | grep -E "^(Collecting|Successfully)" || true
+    "$venv/bin/pip" install "${index[@]}" "$torch_pin" 2>&1 | tee -a "$log" | grep -E "^(Collecting|Successfully)" \
+      | sed -u "s/^/[$stage] /" || true
     "$venv/bin/python" -c "import torch" 2>>"$log" || fail "$stage" "installing $torch_pin (${index[*]:-$TORCH_INDEX_URL unreachable, and no local wheel}: check the network, set TORCH_INDEX_URL to a mirror, or point PIP_FIND_LINKS at a folder holding the wheel)" "$log"
   fi
   echo "[$stage 3/4] installing $(grep -cvE '^\s*(#|$)' "$req") pinned requirements (progress below)"
   if ! "$venv/bin/pip" install --progress-bar on -r "$req" 2>&1 | tee -a "$log" \
-       | grep --line-buffered -E "^(Collecting [^ ]+ \(from -r|Building wheel|ERROR)"; then :; fi
+       | grep --line-buffered -E "^(Collecting [^ ]+ \(from -r|Building wheel|ERROR)" | sed -u "s/^/[$stage] /"; then :; fi
   grep -q "^Successfully installed\|^Requirement already satisfied" "$log" || fail "$stage" "installing requirements_$stage.txt" "$log"
   if grep -q "^ERROR" "$log"; then fail "$stage" "installing requirements_$stage.txt" "$log"; fi
   echo "[$stage 4/4] finishing: the repository (editable), then an import check"
@@ -141,4 +142,16 @@ setup_stage() {
   echo "[$stage] ready: $venv"
 }
 
-for s in $STAGES; do setup_stage "$s"; done
+# The stages install at the same time: pip spends most of its time on one core (resolving,
+# unpacking), so three at once take about as long as the slowest alone on a 2-core machine.
+pids=() names=()
+for s in $STAGES; do
+  setup_stage "$s" &
+  pids+=("$!") names+=("$s")
+done
+failed=()
+for i in "${!pids[@]}"; do wait "${pids[$i]}" || failed+=("${names[$i]}"); done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "setup_envs: not ready: ${failed[*]} (see the messages above)" >&2
+  exit 1
+fi

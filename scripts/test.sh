@@ -5,8 +5,12 @@
 #   bash scripts/test.sh inference -k grade   # one stage; arguments after the stage go to pytest
 #
 # The tests share one tiny world (built here once, under runs/test_world) through $TINY_WORLD.
+# Everything: the pipeline tests run beside the three stages' (one after another), each suite's
+# output printed when it ends and kept in runs/test-reports/<suite>.log: most of the time goes to
+# process start-up and one-core vLLM engines, so two lanes keep two cores busy. TEST_LANES=1: one
+# suite at a time, printed as it runs.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 ONLY=${1:-all}
 [ $# -gt 0 ] && shift
@@ -25,16 +29,32 @@ fi
 REPORTS="$ROOT/runs/test-reports"
 rm -rf "$REPORTS"; mkdir -p "$REPORTS"
 status=0
-run() {  # name venv paths...
+suite() {  # name venv paths...: pytest on the paths that exist; fails unless all passed (or none ran)
   local name=$1 venv=$2; shift 2
   local paths=()
   for p in "$@"; do [ -d "$p" ] && paths+=("$p"); done
-  [ ${#paths[@]} -eq 0 ] && return
+  [ ${#paths[@]} -eq 0 ] && return 0
   echo "== $name tests (${paths[*]}) in $venv"
   "$venv/bin/python" -m pytest "${paths[@]}" -q --junitxml="$REPORTS/$name.xml" "${PYTEST_ARGS[@]}"
   local rc=$?
   # 5 = no test collected (e.g. a -k filter that matches nothing in this stage): not a failure.
-  [ $rc -ne 0 ] && [ $rc -ne 5 ] && status=1
+  [ $rc -eq 0 ] || [ $rc -eq 5 ]
+}
+run() {  # name: the suite of that name
+  case $1 in
+    inference) suite inference .venv-inference formats/tests inference/tests ;;
+    alignment) suite alignment .venv-alignment alignment_algorithms/tests ;;
+    sft) suite sft .venv-sft SFT/tests ;;
+    pipeline) suite pipeline .venv-inference tests ;;
+    *) echo "test.sh: no stage '$1' (all, lint, inference, alignment, sft, pipeline)" >&2; return 2 ;;
+  esac
+}
+logged() {  # name: the suite, its output to runs/test-reports/<name>.log, printed when it ends
+  local rc=0
+  echo "== $1 tests started; output when they end (live: tail -f runs/test-reports/$1.log)"
+  run "$1" > "$REPORTS/$1.log" 2>&1 || rc=1
+  cat "$REPORTS/$1.log"
+  return $rc
 }
 PYTEST_ARGS=("$@")
 
@@ -42,10 +62,16 @@ if [ "$ONLY" = all ] || [ "$ONLY" = lint ]; then
   echo "== ruff"
   .venv-inference/bin/ruff check . || status=1
 fi
-[ "$ONLY" = all ] || [ "$ONLY" = inference ] && run inference .venv-inference formats/tests inference/tests
-[ "$ONLY" = all ] || [ "$ONLY" = alignment ] && run alignment .venv-alignment alignment_algorithms/tests
-[ "$ONLY" = all ] || [ "$ONLY" = sft ] && run sft .venv-sft SFT/tests
-[ "$ONLY" = all ] || [ "$ONLY" = pipeline ] && run pipeline .venv-inference tests
+if [ "$ONLY" = all ] && [ "${TEST_LANES:-2}" -ge 2 ]; then
+  ( rc=0; for s in inference alignment sft; do logged "$s" || rc=1; done; exit $rc ) &
+  stages=$!
+  logged pipeline || status=1
+  wait "$stages" || status=1
+elif [ "$ONLY" = all ]; then
+  for s in inference alignment sft pipeline; do run "$s" || status=1; done
+elif [ "$ONLY" != lint ]; then
+  run "$ONLY" || status=1
+fi
 
 # One closing line over all stages.
 .venv-inference/bin/python - "$REPORTS" <<'PY'
