@@ -5,10 +5,10 @@
 #   bash scripts/test.sh inference -k grade   # one stage; arguments after the stage go to pytest
 #
 # The tests share one tiny world (built here once, under runs/test_world) through $TINY_WORLD.
-# Everything: the pipeline tests run beside the three stages' (one after another), each suite's
-# output printed when it ends and kept in runs/test-reports/<suite>.log: most of the time goes to
-# process start-up and one-core vLLM engines, so two lanes keep two cores busy. TEST_LANES=1: one
-# suite at a time, printed as it runs.
+# Everything: the pipeline tests (printed as they run) run beside the three stages' (one after
+# another, each printed when it ends and kept in runs/test-reports/<suite>.log): most of the time
+# goes to process start-up and one-core vLLM engines, so two lanes keep two cores busy.
+# TEST_LANES=1: one suite at a time, each printed as it runs.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
@@ -51,7 +51,7 @@ run() {  # name: the suite of that name
 }
 logged() {  # name: the suite, its output to runs/test-reports/<name>.log, printed when it ends
   local rc=0
-  echo "== $1 tests started; output when they end (live: tail -f runs/test-reports/$1.log)"
+  echo "== $1 tests started beside the others; output when they end (meanwhile: tail -f runs/test-reports/$1.log)"
   run "$1" > "$REPORTS/$1.log" 2>&1 || rc=1
   cat "$REPORTS/$1.log"
   return $rc
@@ -65,7 +65,7 @@ fi
 if [ "$ONLY" = all ] && [ "${TEST_LANES:-2}" -ge 2 ]; then
   ( rc=0; for s in inference alignment sft; do logged "$s" || rc=1; done; exit $rc ) &
   stages=$!
-  logged pipeline || status=1
+  run pipeline || status=1
   wait "$stages" || status=1
 elif [ "$ONLY" = all ]; then
   for s in inference alignment sft pipeline; do run "$s" || status=1; done
