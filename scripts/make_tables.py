@@ -2,12 +2,16 @@
 sets and their average; the paper's published numbers beside ours where the model matches.
 
     .venv-inference/bin/python scripts/make_tables.py runs/tiny_cpu [runs/tiny_cpu_mkto ...] \
-        [--seeds runs/tiny_cpu_seed1 ...] [--out runs/tiny_cpu/tables.md] [--plot assets/tiny_cpu_accuracy.png]
+        [--seeds runs/tiny_cpu_seed1 ...] [--method-seeds _seed1 _seed2] [--out runs/tiny_cpu/tables.md] \
+        [--plot assets/tiny_cpu_accuracy.png]
 
 The first run gives the SFT row and one row per iteration; every further run (a baseline: single-
 turn DPO, fixed reference, M-KTO, ...) gives one row, its last iteration, labelled by its config's
 `label`. Accuracy is the `paper` grader's (comparable with the paper); the `strict` grader's
-follows in a second table.
+follows in a second table. `--method-seeds` adds every method's mean over seeds, read from the run
+folders named like each given run plus a suffix (runs/tiny_cpu_mkto_seed1), and its difference from the
+first run's method on the same seed: one seed moves a tiny-world number by several points, so a
+comparison is read from paired differences, not from one column.
 """
 
 from __future__ import annotations
@@ -133,6 +137,48 @@ def seeds_table(runs: list[Path], grader: str) -> str:
     return "\n\n".join(out)
 
 
+def iteration_scores(run: Path, grader: str, test_set: str, iterations: int) -> list[float | None]:
+    """Accuracy after each iteration; dashes (None) for a run that is missing or unfinished."""
+    return [accuracy(run / "eval" / f"iter{t}" / test_set / "generate" / "trajectories.metrics.json", grader)
+            for t in range(1, iterations + 1)]
+
+
+def methods_seeds_table(runs: list[Path], suffixes: list[str], grader: str) -> str:
+    """Each method (a given run and its seed runs `<run><suffix>`): its mean over seeds per iteration,
+    its last iteration per seed, and that minus the first run's last iteration on the same seed."""
+    def mean(vals: list[float | None]) -> str:
+        done = [v for v in vals if v is not None]
+        if not done:
+            return "—"
+        text = f"{sum(done) / len(done):.1f}"
+        return text if len(done) == 1 else f"{text} ({min(done):.1f}-{max(done):.1f}, {len(done)} seeds)"
+
+    def cells(vals: list[float | None], fmt: str) -> str:
+        return " / ".join("—" if v is None else format(v, fmt) for v in vals)
+
+    cfg0 = yaml.safe_load((runs[0] / "config.resolved.yaml").read_text())
+    iterations = cfg0["iterations"]
+    groups = [[r, *(r.parent / f"{r.name}{s}" for s in suffixes)] for r in runs]
+    labels = [yaml.safe_load((g[0] / "config.resolved.yaml").read_text())["label"] for g in groups]
+    seeds = "seed " + " / ".join(
+        str(yaml.safe_load(c.read_text()).get("world", {}).get("seed", "?")) if c.exists() else r.name
+        for r in groups[0] for c in [r / "config.resolved.yaml"])
+    out = []
+    for s in (x["name"] for x in cfg0["evaluate"]["sets"]):
+        scores = [[iteration_scores(r, grader, s, iterations) for r in g] for g in groups]
+        base = [per_seed[-1] for per_seed in scores[0]]
+        head = ["method", *(f"iteration {t}: mean" for t in range(1, iterations + 1)),
+                f"iteration {iterations}: {seeds}", f"minus {labels[0]}, same seed"]
+        lines = [f"### {s}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for i, (label, per_run) in enumerate(zip(labels, scores, strict=True)):
+            last = [per_seed[-1] for per_seed in per_run]
+            diff = [a - b if None not in (a, b) else None for a, b in zip(last, base, strict=True)]
+            lines.append("| " + " | ".join([label, *(mean([p[t] for p in per_run]) for t in range(iterations)),
+                                           cells(last, ".1f"), cells(diff, "+.1f") if i else ""]) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
 def plot(rows: list[tuple[str, dict]], out: Path, title: str) -> None:
     import matplotlib
 
@@ -161,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<name>); the first is the main run")
     ap.add_argument("--seeds", type=Path, nargs="+", default=[], metavar="RUN",
                     help="runs of the first run's experiment with other seeds: adds a per-seed table")
+    ap.add_argument("--method-seeds", nargs="+", default=[], metavar="SUFFIX",
+                    help="run-name suffixes of other seeds (_seed1 _seed2): adds each method's mean over seeds")
     ap.add_argument("--out", type=Path, help="Markdown file (default: <first run>/tables.md)")
     ap.add_argument("--plot", type=Path, help="PNG of accuracy per iteration (default: <first run>/accuracy.png)")
     args = ap.parse_args(argv)
@@ -173,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
             f"## Accuracy (%), strict grader\n\n{strict_table}\n")
     if args.seeds:
         text += f"\n## Seeds (%), paper grader\n\n{seeds_table([args.runs[0], *args.seeds], 'paper')}\n"
+    if args.method_seeds:
+        text += (f"\n## Methods over seeds (%), paper grader\n\n"
+                 f"{methods_seeds_table(args.runs, args.method_seeds, 'paper')}\n")
     out = args.out or args.runs[0] / "tables.md"
     out.write_text(text)
     print(text)

@@ -257,3 +257,24 @@ def test_missing_evaluations_show_as_dashes_and_untrained_iterations_are_marked(
     text = (run / "tables.md").read_text()
     assert "| M-DPO iteration 2 | — | — | — |" in text
     assert "| M-DPO iteration 1 (no preference data: model unchanged) | 70.0 | 40.0 | 55.0 |" in text
+
+
+def test_methods_over_seeds_pairs_each_method_with_the_first_on_the_same_seed(tmp_path):
+    def runs(name, label, last3):
+        for seed, (suffix, acc) in enumerate(zip(["", "_seed1", "_seed2"], last3, strict=True)):
+            if acc is not None:
+                run = fake_run(tmp_path, name + suffix, label, {"iter1": 10.0, "iter2": 20.0, "iter3": acc})
+                cfg = yaml.safe_load((run / "config.resolved.yaml").read_text())
+                (run / "config.resolved.yaml").write_text(yaml.safe_dump({**cfg, "world": {"seed": seed}}))
+        return tmp_path / name
+
+    mdpo = runs("m", "M-DPO", [50.0, 60.0, 70.0])
+    kto = runs("k", "Iterative M-KTO", [55.0, 58.0, None])  # seed 2 not run
+    make_tables.main([str(mdpo), str(kto), "--method-seeds", "_seed1", "_seed2", "--plot", str(tmp_path / "a.png")])
+    math = (mdpo / "tables.md").read_text().split("## Methods over seeds")[1].split("### math")[1]
+    assert ("| method | iteration 1: mean | iteration 2: mean | iteration 3: mean "
+            "| iteration 3: seed 0 / 1 / 2 | minus M-DPO, same seed |") in math
+    assert "| M-DPO | 10.0 (10.0-10.0, 3 seeds) | 20.0 (20.0-20.0, 3 seeds) | 60.0 (50.0-70.0, 3 seeds) " \
+           "| 50.0 / 60.0 / 70.0 |  |" in math
+    assert "| Iterative M-KTO | 10.0 (10.0-10.0, 2 seeds) | 20.0 (20.0-20.0, 2 seeds) | 56.5 (55.0-58.0, 2 seeds) " \
+           "| 55.0 / 58.0 / — | +5.0 / -2.0 / — |" in math
