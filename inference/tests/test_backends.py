@@ -219,14 +219,22 @@ def test_sigkill_then_rerun_completes_the_file(model, tiny_world, tmp_path, serv
 
 
 def test_losing_a_server_mid_run_loses_and_duplicates_nothing(model, tiny_world, tmp_path, servers):
-    """Last in this module: it kills the second server."""
+    """Last in this module: it kills the second server.
+
+    No race with the machine's speed: the second server is warmed up first (the tests above used
+    only the first; a cold server's first answers came after a fast machine had finished the whole
+    run on the other), and frozen (SIGSTOP) once both have answered, so that the requests it is
+    given from then on hang until it is killed, and the run cannot end before the loss."""
     urls = [srv.url for srv in servers]  # waits for both
+    warm = json.dumps({"model": str(model), "prompt": [2, 4, 90, 88], "max_tokens": 8}).encode()
+    urllib.request.urlopen(urllib.request.Request(f"{urls[1]}/completions", data=warm, headers={
+        "Content-Type": "application/json"}), timeout=600).read()
     out = tmp_path / "out.jsonl"
     cmd = [sys.executable, "-m", "inference.generate", f"model={model}", f"output={out}",
            f"data.path={tiny_world / 'data' / 'test.jsonl'}", "data.limit=40", "sampling.n=2",
            "sampling.max_tokens_per_turn=256", "backend.kind=openai", f"backend.base_urls=[{','.join(urls)}]",
            "max_active=8", "progress=false", "sandbox.prestarted=1"]
-    served_earlier = [srv.completions() for srv in servers]  # by the tests above
+    served_earlier = [srv.completions() for srv in servers]  # by the tests above and the warm-up
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 600
@@ -234,21 +242,25 @@ def test_losing_a_server_mid_run_loses_and_duplicates_nothing(model, tiny_world,
     def served() -> list[int]:
         return [srv.completions() - n for srv, n in zip(servers, served_earlier, strict=True)]
 
-    # Kill one server once both have answered this run and some trajectories are written.
-    while not out.exists() or len(out.read_bytes().splitlines()) < 10 or not all(served()):
-        assert proc.poll() is None, f"the run ended before both servers answered ({served()})\n" + \
-            proc.stderr.read()[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    def wait_for(done, what: str) -> None:
+        while not done():
+            assert proc.poll() is None, f"the run ended {what} ({served()})\n" + proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, f"no progress in 600 s {what} ({served()})"
+            time.sleep(0.05)
+
+    wait_for(lambda: all(served()), "before both servers answered")
+    os.killpg(servers[1].proc.pid, signal.SIGSTOP)
+    wait_for(lambda: out.exists() and len(out.read_bytes().splitlines()) >= 10, "with the second server frozen")
     served_before = served()
-    servers[1].stop()  # SIGTERM, then SIGKILL: its requests in flight fail mid-run
+    os.killpg(servers[1].proc.pid, signal.SIGKILL)  # its requests in flight fail mid-run
+    servers[1].stop()
     done_at_kill = len(out.read_bytes().splitlines())
     _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
 
-    assert done_at_kill < 80, "the run finished before a server could be lost"
+    assert done_at_kill < 80
     assert served()[0] > served_before[0]  # the survivor took over
-    assert "trying another" in stderr
+    assert f"server {urls[1]} failed request" in stderr and "trying another" in stderr
     records = list(trajectory.read(out))
     ids = [r["id"] for r in records]
     assert len(ids) == len(set(ids)) == 80
