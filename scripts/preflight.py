@@ -100,8 +100,10 @@ def trains_sft(cfg) -> bool:
     return not cfg.sft.model
 
 
-def gpu_needs(cfg) -> tuple[int, list[str]]:
-    """GPUs the run needs (0: it runs on CPU) and why."""
+def gpu_needs(cfg, cpu_bf16: bool = False) -> tuple[int, list[str]]:
+    """GPUs the run needs (0: it runs on CPU) and why. `cpu_bf16`: bf16 runs on this CPU (a rehearsal
+    keeps a config's bf16 where the CPU has it natively, scripts/rehearsal.py), so bf16 alone needs
+    no GPU; fp16 and flash attention always do."""
     reasons, need = [], 0
     for b in engines(cfg):
         if b.get("kind", "vllm") == "vllm":
@@ -116,12 +118,13 @@ def gpu_needs(cfg) -> tuple[int, list[str]]:
         reasons.append(f"accelerate {acc.get('num_processes', 1)} processes over {acc.get('num_machines', 1)} node(s)")
         need = max(need, n)
     train = stage_yaml(cfg.train.config, train_overrides(cfg))
-    if train.get("bf16") or train.get("fp16"):
+    if train.get("fp16") or (train.get("bf16") and not cpu_bf16):
         reasons.append("training in bf16/fp16 mixed precision")
         need = max(need, 1)
     if trains_sft(cfg):
         sft = stage_yaml(cfg.sft.config, cfg.sft.overrides)
-        if sft.get("bf16") not in (False, None) or str(sft.get("attn_implementation", "")).startswith("flash"):
+        bf16 = sft.get("bf16") not in (False, None) and not cpu_bf16
+        if bf16 or sft.get("fp16") or str(sft.get("attn_implementation", "")).startswith("flash"):
             reasons.append("SFT in bf16 / flash attention")
             need = max(need, 1)
     return need, reasons
@@ -468,8 +471,8 @@ def check_ports(cfg, need: int) -> list[Item]:
     return items
 
 
-def run_checks(cfg) -> list[Item]:
-    need, reasons = gpu_needs(cfg)
+def run_checks(cfg, cpu_bf16: bool = False) -> list[Item]:
+    need, reasons = gpu_needs(cfg, cpu_bf16)
     items = check_gpus(cfg, need, reasons)
     items += check_envs(cfg, need, visible_gpus())
     items += check_local_data(cfg)
@@ -486,12 +489,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="the same overrides as the run")
     args = ap.parse_args(argv)
     cfg = pipeline.load(args.config, [o for o in args.overrides if o != "--dry-run"])
-    if getattr(cfg, "rehearse", False):
-        from rehearsal import rehearse
+    rehearsing = getattr(cfg, "rehearse", False)
+    if rehearsing:
+        from rehearsal import cpu_bf16, rehearse
 
         cfg, _, _ = rehearse(cfg)
     print(f"preflight: {args.config} -> {cfg.runs_dir}/{cfg.name}", flush=True)
-    items = run_checks(cfg)
+    items = run_checks(cfg, cpu_bf16=rehearsing and cpu_bf16())
     for it in items:
         mark = {True: "ok  ", False: "FAIL", None: "warn"}[it.ok]
         print(f"  [{mark}] {it.name}: {it.detail}")

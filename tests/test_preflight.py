@@ -56,6 +56,19 @@ def test_gpu_needs_follow_the_config():
     assert preflight.gpu_needs(wide)[0] == 16
 
 
+def test_a_rehearsal_that_keeps_bf16_needs_no_gpu_where_the_cpu_has_bf16(tmp_path, monkeypatch):
+    """Found by rehearsing on a CPU with avx512_bf16: the rehearsal kept the config's bf16 and
+    preflight then asked for a GPU, so the rehearsal stopped before its first stage."""
+    import rehearsal
+
+    monkeypatch.setattr(rehearsal, "cpu_bf16", lambda: True)
+    rehearsed, _, _ = rehearsal.rehearse(cfg(f"runs_dir={tmp_path}", "rehearse=true"))
+    assert preflight.gpu_needs(rehearsed) == (1, ["training in bf16/fp16 mixed precision",
+                                                  "SFT in bf16 / flash attention"])
+    assert preflight.gpu_needs(rehearsed, cpu_bf16=True) == (0, [])
+    assert preflight.gpu_needs(cfg(), cpu_bf16=True)[0] == 8  # the GPU config itself still needs its GPUs
+
+
 def test_disk_estimate_counts_checkpoints(tmp_path):
     base = sum(b for _, b in preflight.disk_estimate(cfg()))
     assert 100e9 < base < 2e12  # a 8.5B model: hundreds of GB, not a terabyte per iteration
