@@ -198,6 +198,8 @@ def _sft_overrides(sft_config: str, scale: RehearsalScale, bf16: bool, notes: No
         sub("tf32", False, "TF32 is an Ampere GPU mode")
     if not bf16 and cfg.get("bf16") not in (False, None):
         sub("bf16", False, "this CPU has no native bf16: float32")
+    elif cfg.get("bf16") == "auto":  # axolotl's auto looks for a GPU's bf16 and falls back to fp16
+        sub("bf16", True, "what auto means on an A100; on a CPU auto means fp16, which CPU matmuls lack")
     if cfg.get("deepspeed") and not scale.deepspeed_on_cpu:
         sub("deepspeed", None, "DeepSpeed's CPU accelerator cannot run it here: plain DDP over gloo")
     return out

@@ -52,6 +52,18 @@ def test_rehearsal_prints_each_gpu_only_setting_it_replaces(tmp_path):
         assert expected in notes, notes
 
 
+@pytest.mark.parametrize("cpu_bf16", [True, False])
+def test_sft_precision_follows_the_cpu(tmp_path, monkeypatch, cpu_bf16):
+    """Found rehearsing on an avx512_bf16 CPU: the SFT configs' `bf16: auto` was kept, axolotl found
+    no GPU bf16, chose fp16, and the first step failed (float != Half)."""
+    monkeypatch.setattr(rehearsal, "cpu_bf16", lambda: cpu_bf16)
+    cfg = pipeline.load(str(ROOT / "configs" / "gemma-2-it-9b_mdpo.yaml"), [f"runs_dir={tmp_path}", "rehearse=true"])
+    assert yaml.safe_load((ROOT / cfg.sft.config).read_text())["bf16"] == "auto"
+    rehearsed, _, notes = rehearsal.rehearse(cfg)
+    assert f"bf16={str(cpu_bf16).lower()}" in rehearsed.sft.overrides
+    assert any("sft bf16" in note for note in notes)
+
+
 def test_family_of_hub_ids():
     assert rehearsal.family_of("google/gemma-1.1-7b-it") == "gemma"
     assert rehearsal.family_of("google/codegemma-1.1-7b-it") == "gemma"
