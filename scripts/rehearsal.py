@@ -21,7 +21,8 @@ What is substituted, and why:
   accelerate file, 2 processes, `use_cpu`, plain DDP over gloo (DeepSpeed 0.19.8's CPU accelerator
   hung here in a 2-process ZeRO-2 start, with DeepSpeed's and with torch's optimiser);
   vLLM data parallel 1 (2 on the CPU build not tried) and tensor parallel 1.
-- bf16 -> kept where the CPU has native bf16 (avx512_bf16 / amx_bf16), else float32.
+- bf16 -> kept where the CPU has native bf16 (avx512_bf16 / amx_bf16), else float32; SFT always
+  float32 (transformers runs bf16 on a CPU only with `use_cpu`, which axolotl 0.19 cannot pass).
 - GPU-only kernels and optimisers (flash attention, paged 8-bit-state optimisers) -> PyTorch's own.
 - scale: prompts, samples per prompt, evaluation problems, tokens per turn, SFT steps and sequence
   length. SFT's learning rate too: a 2M-parameter stand-in learns little at a 7B model's 5e-6.
@@ -196,10 +197,9 @@ def _sft_overrides(sft_config: str, scale: RehearsalScale, bf16: bool, notes: No
         sub("optimizer", "adamw_torch", "paged/8-bit optimisers are bitsandbytes CUDA kernels")
     if cfg.get("tf32"):
         sub("tf32", False, "TF32 is an Ampere GPU mode")
-    if not bf16 and cfg.get("bf16") not in (False, None):
-        sub("bf16", False, "this CPU has no native bf16: float32")
-    elif cfg.get("bf16") == "auto":  # axolotl's auto looks for a GPU's bf16 and falls back to fp16
-        sub("bf16", True, "what auto means on an A100; on a CPU auto means fp16, which CPU matmuls lack")
+    if cfg.get("bf16") not in (False, None):  # auto, on a CPU, is fp16: CPU matmuls lack it
+        sub("bf16", False, "this CPU has no native bf16: float32" if not bf16 else
+            "float32: transformers runs bf16 on a CPU only with use_cpu, which axolotl 0.19 cannot pass")
     if cfg.get("deepspeed") and not scale.deepspeed_on_cpu:
         sub("deepspeed", None, "DeepSpeed's CPU accelerator cannot run it here: plain DDP over gloo")
     return out
