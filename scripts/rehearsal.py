@@ -342,6 +342,10 @@ def rehearse(cfg, scale: RehearsalScale | None = None) -> tuple[object, dict[str
         notes.add("train bf16/dtype", (train_cfg.get("bf16"), train_cfg.get("dtype")), (False, "float32"),
                   "this CPU has no native bf16")
         t.overrides = [*t.overrides, "bf16=false", "dtype=float32"]
+    elif train_cfg.get("bf16"):
+        notes.add("train use_cpu", train_cfg.get("use_cpu", False), True,
+                  "transformers runs bf16 on a CPU only with use_cpu (the GPU node leaves it unset)")
+        t.overrides = [*t.overrides, "use_cpu=true"]
 
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "WANDB_MODE": "disabled", "NPROC": "1"}

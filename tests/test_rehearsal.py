@@ -53,7 +53,7 @@ def test_rehearsal_prints_each_gpu_only_setting_it_replaces(tmp_path):
 
 
 @pytest.mark.parametrize("cpu_bf16", [True, False])
-def test_sft_runs_in_float32_on_any_cpu(tmp_path, monkeypatch, cpu_bf16):
+def test_precision_follows_the_cpu(tmp_path, monkeypatch, cpu_bf16):
     """Found rehearsing on an avx512_bf16 CPU: the SFT configs' `bf16: auto` was kept, axolotl found
     no GPU bf16 and chose fp16 (float != Half at the first step); `bf16: true` then failed in
     transformers, which allows bf16 on a CPU only with `use_cpu`, an argument axolotl does not pass."""
@@ -63,6 +63,9 @@ def test_sft_runs_in_float32_on_any_cpu(tmp_path, monkeypatch, cpu_bf16):
     rehearsed, _, notes = rehearsal.rehearse(cfg)
     assert "bf16=false" in rehearsed.sft.overrides
     assert any("sft bf16" in note for note in notes)
+    # Training (TRL's trainers, our CLI) can pass use_cpu: bf16 is kept where the CPU has it.
+    assert ("use_cpu=true" in rehearsed.train.overrides) is cpu_bf16
+    assert ("bf16=false" in rehearsed.train.overrides) is not cpu_bf16
 
 
 def test_family_of_hub_ids():
