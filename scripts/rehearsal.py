@@ -346,6 +346,10 @@ def rehearse(cfg, scale: RehearsalScale | None = None) -> tuple[object, dict[str
         notes.add("train use_cpu", train_cfg.get("use_cpu", False), True,
                   "transformers runs bf16 on a CPU only with use_cpu (the GPU node leaves it unset)")
         t.overrides = [*t.overrides, "use_cpu=true"]
+        if train_cfg.get("dtype") == "bfloat16" and not scale.deepspeed_on_cpu:
+            notes.add("train dtype", "bfloat16", "float32", "DeepSpeed kept fp32 master weights; plain DDP has "
+                      "none, so float32 weights under bf16 autocast do the same")
+            t.overrides = [*t.overrides, "dtype=float32"]
 
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "WANDB_MODE": "disabled", "NPROC": "1"}

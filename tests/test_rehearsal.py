@@ -66,6 +66,7 @@ def test_precision_follows_the_cpu(tmp_path, monkeypatch, cpu_bf16):
     # Training (TRL's trainers, our CLI) can pass use_cpu: bf16 is kept where the CPU has it.
     assert ("use_cpu=true" in rehearsed.train.overrides) is cpu_bf16
     assert ("bf16=false" in rehearsed.train.overrides) is not cpu_bf16
+    assert "dtype=float32" in rehearsed.train.overrides  # no DeepSpeed here: no fp32 master weights
 
 
 def test_family_of_hub_ids():
