@@ -113,11 +113,11 @@ def gpu_needs(cfg, cpu_bf16: bool = False) -> tuple[int, list[str]]:
                                f"{b.get('tensor_parallel_size', 1)}")
                 need = max(need, n)
     acc = accelerate_config(cfg)
-    if acc and not acc.get("use_cpu", False):
+    train = stage_yaml(cfg.train.config, train_overrides(cfg))
+    if acc and not acc.get("use_cpu", False) and not train.get("use_cpu"):  # the trainer's use_cpu: CPU processes
         n = int(acc.get("num_processes", 1)) // max(1, int(acc.get("num_machines", 1)))
         reasons.append(f"accelerate {acc.get('num_processes', 1)} processes over {acc.get('num_machines', 1)} node(s)")
         need = max(need, n)
-    train = stage_yaml(cfg.train.config, train_overrides(cfg))
     if train.get("fp16") or (train.get("bf16") and not cpu_bf16):
         reasons.append("training in bf16/fp16 mixed precision")
         need = max(need, 1)

@@ -18,7 +18,8 @@ What is substituted, and why:
   with tiny-world problems (scripts/make_tiny_world.py, one-digit numbers) as content.
 - GPU parallelism -> CPU processes: axolotl on ONE process (axolotl 0.19 maps rank r to device
   index r whenever world_size > 1, which fails on CPU); the training stage with the config's
-  accelerate file, 2 processes, `use_cpu`, plain DDP over gloo (DeepSpeed 0.19.8's CPU accelerator
+  accelerate file, 2 processes started by its GPU launcher (torchrun; with `use_cpu` in the file,
+  accelerate starts one), the trainer's `use_cpu=true`, plain DDP over gloo (DeepSpeed 0.19.8's CPU accelerator
   hung here in a 2-process ZeRO-2 start, with DeepSpeed's and with torch's optimiser);
   vLLM data parallel 1 (2 on the CPU build not tried) and tensor parallel 1.
 - bf16 -> kept where the CPU has native bf16 (avx512_bf16 / amx_bf16), else float32; SFT always
@@ -208,16 +209,20 @@ def _sft_overrides(sft_config: str, scale: RehearsalScale, bf16: bool, notes: No
 def _accelerate_file(src: str, dst: Path, scale: RehearsalScale, bf16: bool, notes: Notes) -> str:
     cfg = _yaml(src)
     new = copy.deepcopy(cfg)
-    new.update(num_processes=scale.processes, use_cpu=True, mixed_precision="bf16" if bf16 else "no")
+    # use_cpu stays false: with it, `accelerate launch` starts ONE process (its CPU launcher needs mpirun
+    # for more). The GPU launcher (torchrun) starts the processes, and the trainer's use_cpu=true (the
+    # training overrides) puts each on the CPU, where accelerate joins them over gloo.
+    new.update(num_processes=scale.processes, mixed_precision="bf16" if bf16 else "no")
     if cfg.get("distributed_type") == "DEEPSPEED" and not scale.deepspeed_on_cpu:
-        new["distributed_type"] = "MULTI_CPU"
+        new["distributed_type"] = "MULTI_GPU"
         new.pop("deepspeed_config", None)
-    for key in ("num_processes", "use_cpu", "mixed_precision", "distributed_type"):
+    for key in ("num_processes", "mixed_precision", "distributed_type"):
         if cfg.get(key) != new.get(key):
             notes.add(f"accelerate {Path(src).name} {key}", cfg.get(key), new.get(key),
-                      {"num_processes": "2 CPU processes (gloo)", "use_cpu": "no GPU",
+                      {"num_processes": "2 CPU processes (torchrun; gloo)",
                        "mixed_precision": "bf16 only with native CPU support",
-                       "distributed_type": "DeepSpeed's CPU accelerator cannot run it here: DDP over gloo"}[key])
+                       "distributed_type": "DeepSpeed's CPU accelerator cannot run it here: torchrun's processes, "
+                                           "plain DDP over gloo"}[key])
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(f"# rehearsal of {src} (scripts/rehearsal.py)\n" + yaml.safe_dump(new, sort_keys=False))
     return str(dst)
@@ -342,14 +347,13 @@ def rehearse(cfg, scale: RehearsalScale | None = None) -> tuple[object, dict[str
         notes.add("train bf16/dtype", (train_cfg.get("bf16"), train_cfg.get("dtype")), (False, "float32"),
                   "this CPU has no native bf16")
         t.overrides = [*t.overrides, "bf16=false", "dtype=float32"]
-    elif train_cfg.get("bf16"):
-        notes.add("train use_cpu", train_cfg.get("use_cpu", False), True,
-                  "transformers runs bf16 on a CPU only with use_cpu (the GPU node leaves it unset)")
-        t.overrides = [*t.overrides, "use_cpu=true"]
-        if train_cfg.get("dtype") == "bfloat16" and not scale.deepspeed_on_cpu:
-            notes.add("train dtype", "bfloat16", "float32", "DeepSpeed kept fp32 master weights; plain DDP has "
-                      "none, so float32 weights under bf16 autocast do the same")
-            t.overrides = [*t.overrides, "dtype=float32"]
+    elif train_cfg.get("bf16") and train_cfg.get("dtype") == "bfloat16" and not scale.deepspeed_on_cpu:
+        notes.add("train dtype", "bfloat16", "float32", "DeepSpeed kept fp32 master weights; plain DDP has "
+                  "none, so float32 weights under bf16 autocast do the same")
+        t.overrides = [*t.overrides, "dtype=float32"]
+    notes.add("train use_cpu", train_cfg.get("use_cpu", False), True, "each training process on the CPU (gloo); "
+              "transformers also allows bf16 on a CPU only with it")
+    t.overrides = [*t.overrides, "use_cpu=true"]
 
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "WANDB_MODE": "disabled", "NPROC": "1"}

@@ -39,8 +39,10 @@ def test_rehearsal_leaves_no_hub_reference_and_keeps_the_stage_configs(tmp_path,
     if cfg.train.launcher:
         accelerate = yaml.safe_load(next((tmp_path / "rehearsal" / cfg.name / "world" / "accelerate").glob("*.yaml"))
                                     .read_text())
-        assert accelerate["num_processes"] == 2 and accelerate["use_cpu"] is True
-        assert "accelerate" in notes and "num_processes: 8 -> 2" in notes
+        # use_cpu in the file would make `accelerate launch` start one process: the trainer's use_cpu instead.
+        assert accelerate["num_processes"] == 2 and accelerate["use_cpu"] is False
+        assert accelerate["distributed_type"] == "MULTI_GPU" and "deepspeed_config" not in accelerate
+        assert "accelerate" in notes and "num_processes: 8 -> 2" in notes and "use_cpu=true" in commands
 
 
 def test_rehearsal_prints_each_gpu_only_setting_it_replaces(tmp_path):
@@ -63,10 +65,29 @@ def test_precision_follows_the_cpu(tmp_path, monkeypatch, cpu_bf16):
     rehearsed, _, notes = rehearsal.rehearse(cfg)
     assert "bf16=false" in rehearsed.sft.overrides
     assert any("sft bf16" in note for note in notes)
-    # Training (TRL's trainers, our CLI) can pass use_cpu: bf16 is kept where the CPU has it.
-    assert ("use_cpu=true" in rehearsed.train.overrides) is cpu_bf16
+    # Training (TRL's trainers, our CLI) passes use_cpu: bf16 is kept where the CPU has it.
+    assert "use_cpu=true" in rehearsed.train.overrides
     assert ("bf16=false" in rehearsed.train.overrides) is not cpu_bf16
     assert "dtype=float32" in rehearsed.train.overrides  # no DeepSpeed here: no fp32 master weights
+
+
+def test_the_rehearsed_accelerate_file_starts_two_cpu_processes_for_the_trainer(tmp_path):
+    """Found by reading a rehearsal's training log: with `use_cpu: true` in the file, `accelerate launch`
+    took its simple launcher and ran ONE process, where the README said two. The rehearsed file keeps
+    the GPU launcher; the trainer's use_cpu puts each of its processes on the CPU, over gloo."""
+    cfg = pipeline.load(str(ROOT / "configs" / "gemma-1.1-it-7b_mdpo.yaml"), [f"runs_dir={tmp_path}", "rehearse=true"])
+    rehearsed, _, _ = rehearsal.rehearse(cfg)
+    script = tmp_path / "probe.py"
+    script.write_text("import sys\nfrom transformers import TrainingArguments\n"
+                      "a = TrainingArguments(output_dir=sys.argv[1], use_cpu=True, report_to=[])\n"
+                      "print('probe', a.process_index, a.world_size, a.device.type, a.distributed_state.backend)\n")
+    launcher = list(rehearsed.train.launcher)
+    launcher[0] = str(ROOT / ".venv-alignment" / "bin" / launcher[0])
+    out = subprocess.run([*launcher, str(script), str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    probes = sorted(line for line in out.stdout.splitlines() if line.startswith("probe"))
+    assert probes == ["probe 0 2 cpu gloo", "probe 1 2 cpu gloo"], out.stdout + out.stderr[-2000:]
 
 
 def test_family_of_hub_ids():
