@@ -131,6 +131,7 @@ def main(stage: str, argv: list[str] | None = None) -> Path:
                   "eval_rows": len(evaluation) if evaluation is not None else 0,
                   "mask_observations": args.mask_observations, "lora": lora.record(),
                   "steps": trainer.state.global_step,
+                  "processes": trainer.accelerator.num_processes, "device": trainer.args.device.type,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (out / FINISHED_MARKER).write_text(json.dumps(record, indent=1) + "\n")
     trainer.accelerator.wait_for_everyone()

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run every test, each stage in its own environment (set up first if needed).
 #
-#   bash scripts/test.sh                 # everything: lint, then formats+inference, alignment, SFT, pipeline
+#   bash scripts/test.sh                 # everything: lint, then formats+inference, alignment, SFT, pipeline,
+#                                        # and the main GPU config rehearsed on CPU (tests/rehearsal_run)
 #   bash scripts/test.sh inference -k grade   # one stage; arguments after the stage go to pytest
 #
 # The tests share one tiny world (built here once, under runs/test_world) through $TINY_WORLD.
-# Everything: the pipeline tests (printed as they run) run beside the three stages' (one after
+# Everything: the pipeline tests (printed as they run) run beside the three stages' and the rehearsal (one after
 # another, each printed when it ends and kept in runs/test-reports/<suite>.log): most of the time
 # goes to process start-up and one-core vLLM engines, so two lanes keep two cores busy.
 # TEST_LANES=1: one suite at a time, each printed as it runs.
@@ -32,7 +33,7 @@ status=0
 suite() {  # name venv paths...: pytest on the paths that exist; fails unless all passed (or none ran)
   local name=$1 venv=$2; shift 2
   local paths=()
-  for p in "$@"; do [ -d "$p" ] && paths+=("$p"); done
+  for p in "$@"; do [[ -d $p || $p == --* ]] && paths+=("$p"); done
   [ ${#paths[@]} -eq 0 ] && return 0
   echo "== $name tests (${paths[*]}) in $venv"
   "$venv/bin/python" -m pytest "${paths[@]}" -q --junitxml="$REPORTS/$name.xml" "${PYTEST_ARGS[@]}"
@@ -45,8 +46,9 @@ run() {  # name: the suite of that name
     inference) suite inference .venv-inference formats/tests inference/tests ;;
     alignment) suite alignment .venv-alignment alignment_algorithms/tests ;;
     sft) suite sft .venv-sft SFT/tests ;;
-    pipeline) suite pipeline .venv-inference tests ;;
-    *) echo "test.sh: no stage '$1' (all, lint, inference, alignment, sft, pipeline)" >&2; return 2 ;;
+    pipeline) suite pipeline .venv-inference tests --ignore=tests/rehearsal_run ;;
+    rehearsal) suite rehearsal .venv-inference tests/rehearsal_run ;;  # the main GPU config, rehearsed on CPU
+    *) echo "test.sh: no stage '$1' (all, lint, inference, alignment, sft, pipeline, rehearsal)" >&2; return 2 ;;
   esac
 }
 logged() {  # name: the suite, its output to runs/test-reports/<name>.log, printed when it ends
@@ -63,12 +65,12 @@ if [ "$ONLY" = all ] || [ "$ONLY" = lint ]; then
   .venv-inference/bin/ruff check . || status=1
 fi
 if [ "$ONLY" = all ] && [ "${TEST_LANES:-2}" -ge 2 ]; then
-  ( rc=0; for s in inference alignment sft; do logged "$s" || rc=1; done; exit $rc ) &
+  ( rc=0; for s in inference alignment sft rehearsal; do logged "$s" || rc=1; done; exit $rc ) &
   stages=$!
   run pipeline || status=1
   wait "$stages" || status=1
 elif [ "$ONLY" = all ]; then
-  for s in inference alignment sft pipeline; do run "$s" || status=1; done
+  for s in inference alignment sft pipeline rehearsal; do run "$s" || status=1; done
 elif [ "$ONLY" != lint ]; then
   run "$ONLY" || status=1
 fi

@@ -29,11 +29,13 @@ FAKE_SCONTROL = """#!/usr/bin/env bash
 """
 # accelerate's CPU launcher starts one process here (several need mpirun), whatever --num_processes says:
 # the template's path (on_each_node.sh -> train.sh -> accelerate launch) runs, not DDP across processes.
+# The GPU launcher (torchrun) with the trainer's use_cpu=true: `use_cpu: true` here would make accelerate
+# start one process (its CPU launcher needs mpirun), as scripts/rehearsal.py found.
 CPU_ACCELERATE = """compute_environment: LOCAL_MACHINE
-distributed_type: MULTI_CPU
+distributed_type: MULTI_GPU
 num_machines: 1
 num_processes: 2
-use_cpu: true
+use_cpu: false
 mixed_precision: 'no'
 """
 
@@ -93,12 +95,13 @@ def test_train_template_runs_an_mdpo_step_through_accelerate(allocation, tiny_wo
     done = subprocess.run(
         ["bash", str(SLURM / "train.sbatch"), "--config", "alignment_algorithms/configs/mdpo_tiny_cpu.yaml",
          f"model_name_or_path={tiny_world / 'model'}", f"dataset_path={tmp_path / 'dpo'}", f"output_dir={out}",
-         "max_steps=1", "eval_strategy=no", "report_to=none", "log_level=info"],
+         "max_steps=1", "eval_strategy=no", "report_to=none", "log_level=info", "use_cpu=true"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
     assert "node 0 of 1, 2 process(es) here" in log
-    assert json.loads((out / "alignment_finished.json").read_text())["steps"] == 1
+    record = json.loads((out / "alignment_finished.json").read_text())
+    assert (record["steps"], record["processes"], record["device"]) == (1, 2, "cpu")
 
 
 @pytest.mark.slow
