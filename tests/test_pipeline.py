@@ -23,6 +23,9 @@ def test_experiment_configs_parse_and_name_existing_stage_configs(path):
                       cfg.train.config, cfg.evaluate.config):
         assert (ROOT / stage_cfg).exists(), f"{path.name}: {stage_cfg} does not exist"
     assert cfg.train.config.split("/")[-1].startswith(cfg.train.algorithm)
+    if cfg.sft.model and not cfg.sft.model.startswith("{") and not (ROOT / cfg.sft.model).exists():
+        # A Hub SFT model has no epoch checkpoints: the run would stop at its start (found by rehearsal).
+        assert cfg.sft.epoch == cfg.sft.mixture_epoch == 0, f"{path.name}: set sft.epoch and sft.mixture_epoch to 0"
 
 
 def test_unknown_key_in_experiment_config_is_an_error(tmp_path, capsys):
