@@ -101,9 +101,9 @@ def trains_sft(cfg) -> bool:
 
 
 def gpu_needs(cfg, cpu_bf16: bool = False) -> tuple[int, list[str]]:
-    """GPUs the run needs (0: it runs on CPU) and why. `cpu_bf16`: bf16 runs on this CPU (a rehearsal
-    keeps a config's bf16 where the CPU has it natively, scripts/rehearsal.py), so bf16 alone needs
-    no GPU; fp16 and flash attention always do."""
+    """GPUs the run needs (0: it runs on CPU) and why. `cpu_bf16`: bf16 training runs on this CPU (a
+    rehearsal keeps a config's bf16 where the CPU has it natively, scripts/rehearsal.py; its SFT is
+    always float32), so bf16 alone needs no GPU; fp16 and flash attention always do."""
     reasons, need = [], 0
     for b in engines(cfg):
         if b.get("kind", "vllm") == "vllm":
@@ -123,8 +123,8 @@ def gpu_needs(cfg, cpu_bf16: bool = False) -> tuple[int, list[str]]:
         need = max(need, 1)
     if trains_sft(cfg):
         sft = stage_yaml(cfg.sft.config, cfg.sft.overrides)
-        bf16 = sft.get("bf16") not in (False, None) and not cpu_bf16
-        if bf16 or sft.get("fp16") or str(sft.get("attn_implementation", "")).startswith("flash"):
+        if sft.get("bf16") not in (False, None) or sft.get("fp16") or \
+                str(sft.get("attn_implementation", "")).startswith("flash"):
             reasons.append("SFT in bf16 / flash attention")
             need = max(need, 1)
     return need, reasons

@@ -27,10 +27,8 @@ exec "$@"
 FAKE_SCONTROL = """#!/usr/bin/env bash
 [ "$1 $2" = "show hostnames" ] && echo 127.0.0.1
 """
-# accelerate's CPU launcher starts one process here (several need mpirun), whatever --num_processes says:
-# the template's path (on_each_node.sh -> train.sh -> accelerate launch) runs, not DDP across processes.
-# The GPU launcher (torchrun) with the trainer's use_cpu=true: `use_cpu: true` here would make accelerate
-# start one process (its CPU launcher needs mpirun), as scripts/rehearsal.py found.
+# The GPU launcher (torchrun) with the trainer's use_cpu=true: 2 processes, DDP over gloo. With `use_cpu:
+# true` here accelerate's CPU launcher would start one process (several need mpirun).
 CPU_ACCELERATE = """compute_environment: LOCAL_MACHINE
 distributed_type: MULTI_GPU
 num_machines: 1
