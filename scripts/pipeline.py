@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 ROOT = Path(__file__).resolve().parents[1]
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")  # owner/name
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
@@ -90,6 +92,11 @@ def run_stage(cmd: list[str], env: dict, log: Path | None = None) -> int:
         proc.stdout.close()
     return returncode
 
+
+
+def is_hub_id(value: str | None) -> bool:
+    """A config value that names a Hub repository: owner/name, and no such folder in this checkout."""
+    return bool(value) and bool(HUB_ID.match(value)) and not (ROOT / value).exists()
 
 @dataclass
 class WorldConfig:

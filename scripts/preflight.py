@@ -30,7 +30,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import pipeline  # noqa: E402
 import yaml  # noqa: E402
 
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 GB = 1e9
 # Parameter counts (safetensors metadata on the models' Hub pages); other names: the "<N>b" in the name.
 PARAMS = {"codegemma": 8.54e9, "gemma-2-9b": 9.24e9, "gemma-1.1-7b": 8.54e9, "gemma-7b": 8.54e9,
@@ -201,30 +200,27 @@ def local_path(cfg, value: str) -> Path | None:
         return None
     p = Path(value)
     p = p if p.is_absolute() else ROOT / p
-    return p if p.exists() or not HUB_ID.match(value) else None
+    return p if p.exists() or not pipeline.HUB_ID.match(value) else None
 
 
 def named_repos(cfg) -> tuple[list[tuple[str, str]], list[tuple[str, str, str, str]]]:
     """(models, data sets) the run takes from the Hub: (what, id) and (what, id, data name, split)."""
     models, data = [], []
 
-    def hub(value: str) -> bool:
-        return bool(value) and "{" not in value and local_path(cfg, value) is None and HUB_ID.match(value) is not None
-
     if trains_sft(cfg):
-        if hub(cfg.sft.base_model):
+        if pipeline.is_hub_id(cfg.sft.base_model):
             models.append(("sft.base_model", cfg.sft.base_model))
-        if hub(cfg.sft.data):
+        if pipeline.is_hub_id(cfg.sft.data):
             data.append(("sft.data", cfg.sft.data, "sft", "train"))
     for key in ("model", "mixture_model"):
         value = getattr(cfg.sft, key, "")
-        if hub(value):
+        if pipeline.is_hub_id(value):
             models.append((f"sft.{key}", value))
     for i, p in enumerate(cfg.prompts):
-        if hub(p):
+        if pipeline.is_hub_id(p):
             data.append((f"prompts.{i}", p, cfg.prompts_data_name, cfg.prompts_split))
     for s in cfg.evaluate.sets:
-        if hub(s.path):
+        if pipeline.is_hub_id(s.path):
             data.append((f"evaluate.sets.{s.name}", s.path, s.data_name, s.split))
     return models, data
 

@@ -14,7 +14,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import make_tables  # noqa: E402
 import pipeline  # noqa: E402
-import rehearsal  # noqa: E402
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -24,7 +23,7 @@ def test_experiment_configs_parse_and_name_existing_stage_configs(path):
                       cfg.train.config, cfg.evaluate.config):
         assert (ROOT / stage_cfg).exists(), f"{path.name}: {stage_cfg} does not exist"
     assert cfg.train.config.split("/")[-1].startswith(cfg.train.algorithm)
-    if cfg.sft.model and rehearsal._hub(cfg.sft.model):
+    if cfg.sft.model and pipeline.is_hub_id(cfg.sft.model):
         # A Hub SFT model has no epoch checkpoints: the run would stop at its start (found by rehearsal).
         assert cfg.sft.epoch == cfg.sft.mixture_epoch == 0, f"{path.name}: set sft.epoch and sft.mixture_epoch to 0"
 

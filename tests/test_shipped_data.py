@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -24,7 +23,6 @@ SHIPPED = {  # file: (rows, fields of every row, data name)
     "math/test.jsonl": (5000, {"problem", "level", "type", "solution", "idx"}, "math"),
 }
 REMOVED_FROM_HUB = {"hendrycks/competition_math"}  # taken off the Hub in January 2025
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -47,7 +45,7 @@ def _pipeline_configs() -> list[Path]:
 def _check_data_path(path: str, where: str) -> None:
     if "{" in path or path.startswith("runs/"):  # written by a run ({world}: the tiny world it builds)
         return
-    if HUB_ID.match(path) and not (ROOT / path).exists():
+    if pipeline.is_hub_id(path):
         assert path not in REMOVED_FROM_HUB, f"{where}: {path} is no longer on the Hub; use inference/data/"
         return
     assert (ROOT / path).is_file(), f"{where}: {path} does not exist (relative to the repository root)"
@@ -59,7 +57,7 @@ def test_every_pipeline_config_evaluates_on_data_that_exists(config):
     assert cfg.evaluate.sets
     for s in cfg.evaluate.sets:
         _check_data_path(s.path, f"{config.name}: evaluate.sets.{s.name}.path")
-        if not HUB_ID.match(s.path) and "{" not in s.path:
+        if not pipeline.HUB_ID.match(s.path) and "{" not in s.path:
             assert load_problems(DataConfig(path=str(ROOT / s.path), name=s.data_name, limit=3))
 
 
