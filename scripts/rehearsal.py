@@ -7,7 +7,8 @@ What is substituted, and why:
 - every Hub model -> a model of the SAME architecture class (Gemma, Gemma-2, Mistral; CodeGemma
   is a Gemma), initialised at random and warmed up on other tiny-world tool conversations (its
   "pretraining": the real bases already write code; a random one learns no tool call in a
-  rehearsal-sized SFT, so no pair forms and training is skipped, not rehearsed), two layers,
+  rehearsal-sized SFT, so no pair forms and training is skipped, not rehearsed; a Hub SFT model's
+  stand-in is then trained on the stand-in SFT set, as the SFT stage would have), two layers,
   64-dim heads (vLLM's CPU attention needs a head_dim of 32, 64, 80, 96, ...), with the family's
   chat template (the exact Hub templates kept in alignment_algorithms/tests/chat_templates/),
   special tokens and generation config, and a small byte-level BPE tokenizer that has those
@@ -43,7 +44,6 @@ import copy
 import json
 import os
 import random
-import re
 import shlex
 import subprocess
 import sys
@@ -54,7 +54,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "alignment_algorithms" / "tests" / "chat_templates"
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 DATA_README = """\
 Stand-in data sets of a rehearsal (scripts/rehearsal.py): the real ones' schemas, tiny-world content.
@@ -154,16 +153,13 @@ class RehearsalScale:
     deepspeed_on_cpu: bool = False   # DeepSpeed 0.19.8 on CPU: a 2-process ZeRO-2 start hung here
     n_sft: int = 400                 # ~10 steps an epoch at the configs' batch: 4 epochs in minutes
     warm_up_steps: int = 250         # the stand-in's warm-up (16 conversations a step): tool calls, some right
+    hub_sft_steps: int = 100         # a Hub SFT model's stand-in: then ~4 epochs of the SFT set (16 a step)
     seed: int = 0
 
 
 class Notes(list):
     def add(self, what: str, old: object, new: object, why: str) -> None:
         self.append(f"{what}: {old!r} -> {new!r}  ({why})")
-
-
-def _hub(value: str) -> bool:
-    return bool(HUB_ID.match(value)) and not (ROOT / value).exists()
 
 
 def _yaml(path: str) -> dict:
@@ -270,6 +266,8 @@ def _generate_overrides(what: str, config: str, overrides: list[str], scale: Reh
 
 def rehearse(cfg, scale: RehearsalScale | None = None) -> tuple[object, dict[str, str], list[str]]:
     """The rehearsal of a pipeline config: (substituted config, stage environment, substitutions)."""
+    from scripts.pipeline import is_hub_id
+
     scale = scale or RehearsalScale()
     cfg = copy.deepcopy(cfg)
     notes = Notes()
@@ -282,7 +280,7 @@ def rehearse(cfg, scale: RehearsalScale | None = None) -> tuple[object, dict[str
     s = cfg.sft
     source = s.model or s.base_model
     family = family_of(source if "{" not in source else s.config)
-    padded = family == "mistral" and not _hub(s.base_model)  # base made by SFT/add_pad_token.py
+    padded = family == "mistral" and not is_hub_id(s.base_model)  # base made by SFT/add_pad_token.py
     args = ["--family", family, "--n-sft", str(scale.n_sft), "--warm-up-steps", str(scale.warm_up_steps),
             *(["--add-pad-token"] if padded else [])]
     notes.add("world", "none" if not cfg.world.build else cfg.world.args, f"scripts/rehearsal.py {' '.join(args)}",
@@ -291,8 +289,11 @@ def rehearse(cfg, scale: RehearsalScale | None = None) -> tuple[object, dict[str
     model_dir = "{world}/models/" + family + ("-pad" if padded else "")
     if s.model:
         if "{runs}" not in s.model:
-            notes.add("sft.model", s.model, "{world}/models/" + family, f"warmed-up {FAMILIES[family].arch} stand-in")
+            notes.add("sft.model", s.model, "{world}/models/" + family, f"warmed-up {FAMILIES[family].arch} stand-in, "
+                      f"then {scale.hub_sft_steps} steps on the SFT set (an SFT model's stand-in: the warm-up alone "
+                      "formed no pair in iteration 1)")
             s.model = "{world}/models/" + family
+            args += ["--sft-steps", str(scale.hub_sft_steps)]
     else:
         padding = ", padded by SFT/add_pad_token.py" if padded else ""
         notes.add("sft.base_model", s.base_model, model_dir, f"warmed-up {FAMILIES[family].arch} stand-in{padding}")
@@ -303,7 +304,7 @@ def rehearse(cfg, scale: RehearsalScale | None = None) -> tuple[object, dict[str
     prompts = []
     for i, p in enumerate(cfg.prompts, start=1):
         local = "{world}/data/" + (f"prompt_iter{i}.jsonl" if len(cfg.prompts) > 1 else "prompt_iter1.jsonl")
-        if _hub(p):
+        if is_hub_id(p):
             notes.add(f"prompts[{i - 1}]", p, local, "same schema (idx, question, gt_cot, gt)")
             p = local
         prompts.append(p)
@@ -427,8 +428,9 @@ def build_tokenizer(family: Family, corpus: list[str], vocab_size: int = 512):
         chat_template=(TEMPLATES / family.template).read_text(), model_max_length=8192)
 
 
-def build_model(name: str, family: Family, tokenizer, out: Path, seed: int, warm_up: list[dict] | None = None,
-                warm_up_steps: int = 0) -> None:
+def build_model(name: str, family: Family, tokenizer, out: Path, seed: int,
+                phases: list[tuple[str, list[dict], int]] = ()) -> None:
+    """A random model of the family's class, trained in turn on each (name, conversations, steps) phase."""
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, GenerationConfig
@@ -447,13 +449,14 @@ def build_model(name: str, family: Family, tokenizer, out: Path, seed: int, warm
     model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id,
                                                pad_token_id=tokenizer.pad_token_id,
                                                eos_token_id=eos[0] if len(eos) == 1 else eos)
-    if warm_up:
-        warm(model, tokenizer, warm_up, warm_up_steps, seed)
+    for what, conversations, steps in phases:
+        warm(model, tokenizer, conversations, steps, seed, what=what)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     n = sum(p.numel() for p in model.parameters())
-    print(f"rehearsal: {name}: {type(model).__name__} ({n / 1e6:.2f}M parameters, random, then {warm_up_steps} "
-          f"warm-up steps), {len(tokenizer)}-token BPE with {family.template}'s template -> {out}")
+    trained = "".join(f", then {steps} steps of {what}" for what, _, steps in phases)
+    print(f"rehearsal: {name}: {type(model).__name__} ({n / 1e6:.2f}M parameters, random{trained}), "
+          f"{len(tokenizer)}-token BPE with {family.template}'s template -> {out}")
 
 
 def warm_up_data(out: Path, seed: int, n: int) -> list[dict]:
@@ -465,7 +468,8 @@ def warm_up_data(out: Path, seed: int, n: int) -> list[dict]:
                                       easy_wrong=0.1, error_rate=0.15, digits=1)
 
 
-def warm(model, tokenizer, conversations: list[dict], steps: int, seed: int, batch: int = 16) -> tuple[float, float]:
+def warm(model, tokenizer, conversations: list[dict], steps: int, seed: int, batch: int = 16,
+         what: str = "warm-up") -> tuple[float, float]:
     """Next-token training on the world's tool conversations, rendered with the family's template:
     the stand-in's "pretraining". The real base is an instruct model that already writes code; a
     random one would not learn the format in a rehearsal-sized SFT, no sample would be right, no
@@ -482,7 +486,7 @@ def warm(model, tokenizer, conversations: list[dict], steps: int, seed: int, bat
                                                    pct_start=max(0.05, 2 / steps))
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="rehearsal: warm-up", mininterval=5):
+    for _ in tqdm(range(steps), desc=f"rehearsal: {what}", mininterval=5):
         picked = rng.sample(rows, min(batch, len(rows)))
         width = max(map(len, picked))
         ids = torch.tensor([r + [pad] * (width - len(r)) for r in picked])
@@ -494,7 +498,7 @@ def warm(model, tokenizer, conversations: list[dict], steps: int, seed: int, bat
         schedule.step()
         losses.append(loss.item())
     model.eval()
-    print(f"rehearsal: warm-up: {steps} steps of {batch} conversations, loss {losses[0]:.3f} -> {losses[-1]:.3f}",
+    print(f"rehearsal: {what}: {steps} steps of {batch} conversations, loss {losses[0]:.3f} -> {losses[-1]:.3f}",
           flush=True)
     return losses[0], losses[-1]
 
@@ -508,6 +512,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warm-up-steps", type=int, default=250,
                     help="steps of the stand-in's warm-up on other tool conversations of the world (0: none)")
     ap.add_argument("--n-warm-up", type=int, default=4000, help="conversations for the warm-up")
+    ap.add_argument("--sft-steps", type=int, default=0,
+                    help="then steps on the SFT set: the stand-in of an SFT model from the Hub (0: none)")
     ap.add_argument("--add-pad-token", action="store_true",
                     help="also write models/<family>-pad with SFT/add_pad_token.py (Mistral's SFT base)")
     args = ap.parse_args(argv)
@@ -516,9 +522,12 @@ def main(argv: list[str] | None = None) -> None:
     family = FAMILIES[args.family]
     corpus = [m["content"] for row in sft for m in row["messages"]]
     model_dir = args.out / "models" / args.family
-    warm_up = warm_up_data(args.out / "warm_up", args.seed, args.n_warm_up) if args.warm_up_steps else None
-    build_model(args.family, family, build_tokenizer(family, corpus), model_dir, args.seed, warm_up,
-                args.warm_up_steps)
+    phases = []
+    if args.warm_up_steps:
+        phases.append(("warm-up", warm_up_data(args.out / "warm_up", args.seed, args.n_warm_up), args.warm_up_steps))
+    if args.sft_steps:
+        phases.append(("the SFT set", sft, args.sft_steps))
+    build_model(args.family, family, build_tokenizer(family, corpus), model_dir, args.seed, phases)
     if args.add_pad_token:
         cmd = [str(ROOT / ".venv-sft" / "bin" / "python"), "SFT/add_pad_token.py", str(model_dir),
                str(model_dir) + "-pad"]

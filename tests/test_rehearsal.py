@@ -131,3 +131,24 @@ def test_stand_in_warm_up_learns_the_tool_conversations(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     first, last = rehearsal.warm(model, tokenizer, rows, steps=20, seed=0, batch=4)
     assert last < 0.7 * first
+
+
+def test_a_hub_sft_model_stand_in_is_trained_on_the_sft_set(tmp_path, capsys):
+    """Found by rehearse_all: the one-GPU configs start from the authors' SFT model; its stand-in, only
+    warmed up, formed no pair in iteration 1, so iteration 1's training was skipped, not rehearsed.
+    The stand-in is now also trained on the stand-in SFT set, as the SFT stage would have."""
+    cfg = pipeline.load(str(ROOT / "configs" / "gemma-1.1-it-7b_mdpo_1gpu.yaml"),
+                        [f"runs_dir={tmp_path}", "rehearse=true"])
+    rehearsed, _, notes = rehearsal.rehearse(cfg)
+    args = rehearsed.world.args
+    assert args[args.index("--sft-steps") + 1] == str(rehearsal.RehearsalScale().hub_sft_steps)
+    assert any("RLHF4MATH/Gemma-7B-it-SFT3epoch" in n and "steps on the SFT set" in n for n in notes), notes
+    main_cfg = pipeline.load(str(ROOT / "configs" / "gemma-1.1-it-7b_mdpo.yaml"),
+                             [f"runs_dir={tmp_path}", "rehearse=true"])
+    assert "--sft-steps" not in rehearsal.rehearse(main_cfg)[0].world.args  # a local SFT stage trains it there
+
+    rehearsal.main(["--out", str(tmp_path / "world"), "--family", "gemma", "--n-sft", "32", "--warm-up-steps", "0",
+                    "--sft-steps", "3"])
+    out = capsys.readouterr().out
+    assert "rehearsal: the SFT set: 3 steps of 16 conversations" in out
+    assert "random, then 3 steps of the SFT set)" in out
