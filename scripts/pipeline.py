@@ -43,6 +43,7 @@ from formats import heldout  # noqa: E402
 from formats.checkpoints import checkpoints, has_weights  # noqa: E402
 from formats.config import ConfigError, apply_overrides, build, merge, read_yaml  # noqa: E402
 from inference.processes import die_with_parent, stop  # noqa: E402
+from scripts.rehearsal import RehearsalScale  # noqa: E402
 
 VENV = {"inference": ROOT / ".venv-inference", "alignment": ROOT / ".venv-alignment", "sft": ROOT / ".venv-sft"}
 STAGE_SCRIPTS = {"sft": "SFT/train.sh", "generate": "inference/generate.sh", "grade": "inference/grade.sh",
@@ -208,6 +209,8 @@ class PipelineConfig:
     rehearse: bool = field(default=False, metadata={"help": (
         "run a GPU config on this CPU machine with stand-in models and data, each substitution printed "
         "(scripts/rehearsal.py)")})
+    rehearsal: RehearsalScale = field(default_factory=RehearsalScale, metadata={
+        "help": "a rehearsal's scale, e.g. rehearsal.prompts_per_iteration=8 (scripts/rehearsal.py RehearsalScale)"})
 
 
 @dataclass

@@ -105,7 +105,7 @@ def gpu_needs(cfg, cpu_bf16: bool = False) -> tuple[int, list[str]]:
     always float32), so bf16 alone needs no GPU; fp16 and flash attention always do."""
     reasons, need = [], 0
     for b in engines(cfg):
-        if b.get("kind", "vllm") == "vllm":
+        if b.get("kind", "vllm") == "vllm" and not cfg.rehearse:  # a rehearsal's engines: vLLM's CPU build
             n = int(b.get("data_parallel_size", 1)) * int(b.get("tensor_parallel_size", 1))
             if n > 1 and n > need:
                 reasons.append(f"vLLM data parallel {b.get('data_parallel_size', 1)} x tensor parallel "

