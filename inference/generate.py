@@ -171,7 +171,9 @@ class Trajectory:
     def take_turn(self, completion: Completion) -> list[str]:
         """Record the model's turn; returns the programs to run (empty: the trajectory ended)."""
         self._raw_turn = completion.text
-        turn = completion.text.rstrip()
+        # A template that writes a separator before the reply (" " in FastChat's Mistral) adds it again
+        # when the conversation is rendered: the content must not carry it twice.
+        turn = completion.text.rstrip().removeprefix(self.fmt.reply_prefix)
         self.messages.append({"role": "assistant", "content": turn})
         self.turns += 1
         self.generated_tokens += completion.n_tokens

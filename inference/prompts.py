@@ -76,6 +76,7 @@ class PromptFormat:
     name: str
     stop: list[str]
     stop_token_ids: list[int]
+    reply_prefix: str = ""  # what the format writes between the prompt and an assistant turn's content
 
     def __init__(self, tokenizer, eos_token_ids: list[int] | None = None):
         self.tokenizer = tokenizer
@@ -123,13 +124,21 @@ class ChatTemplateFormat(PromptFormat):
         if not getattr(tokenizer, "chat_template", None):
             raise PromptError(f"the tokenizer of {source} has no chat template; set prompt_format "
                               f"to one of {list(_LITERALS)} or use a tokenizer that has one")
-        probe = [{"role": "user", "content": "Q"}]
-        with_header = self._apply(probe, True)
-        if with_header == self._apply(probe, False):
+        # The prompt must end where the template puts an assistant reply: after a generation header
+        # (Gemma, ChatML), or, for a template with none, after the user turn's closing tag, up to
+        # whitespace (FastChat's Mistral: "[INST] Q [/INST]" + " " + reply + "</s>").
+        q, a = "Q7q", "A7q"
+        prompt = self._apply([{"role": "user", "content": q}], True)
+        full = self._apply([{"role": "user", "content": q}, {"role": "assistant", "content": a}], False)
+        between = full[len(prompt):full.rindex(a)] if full.startswith(prompt) else None
+        closed = prompt[prompt.rindex(q) + len(q):].strip() != ""  # something after the question ends its turn
+        if closed and between is not None and not between.strip():
+            self.reply_prefix = between
+        elif prompt == self._apply([{"role": "user", "content": q}], False):
             raise PromptError(f"the chat template of {source} adds no generation prompt "
-                              "(add_generation_prompt=True changes nothing), so the model would "
-                              "continue the user turn; set prompt_format to a named format or fix "
-                              "the template")
+                              "(add_generation_prompt=True changes nothing) and the prompt does not end "
+                              "where it puts an assistant turn, so the model would continue the user "
+                              "turn; set prompt_format to a named format or fix the template")
         terminator = self._assistant_terminator().strip()
         first = self.encode(terminator)[:1] if terminator else []
         turn_end = [i for i in first if i in _special_ids(tokenizer)]

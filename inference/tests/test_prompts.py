@@ -133,3 +133,31 @@ def test_template_that_rewrites_history_falls_back_to_raw_text(tok, caplog):
     assert nxt == (previous + A1 + "\n<end_of_turn>\n<start_of_turn>user\n```output\n7\n```"
                    "<end_of_turn>\n<start_of_turn>model\n")
     assert sum("prefix-consistently" in r.message for r in caplog.records) == 1
+
+
+# FastChat's `mistral` conversation, the template SFT/add_pad_token.py installs for Mistral-7B-v0.3 (SPEC 6).
+FASTCHAT_MISTRAL = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}"
+                    "{{ '[INST] ' + m['content'] + ' [/INST]' }}{% else %}{{ ' ' + m['content'] + eos_token }}"
+                    "{% endif %}{% endfor %}")
+
+
+def test_a_template_whose_prompt_ends_at_the_user_turns_close_is_accepted(tok):
+    """Found rehearsing configs/mistral-7b-v0.3_mdpo.yaml: FastChat's Mistral template has no generation
+    prompt (the closing [/INST] is the cue, a reply follows after one space), and generation refused it;
+    every Mistral config would have stopped at its first generation on the GPU node too."""
+    from inference.backends import Completion
+    from inference.generate import Limits, Trajectory
+    from inference.problems import Problem
+
+    tok.chat_template = FASTCHAT_MISTRAL
+    fmt = make_format("chat_template", tok, source="mistral")
+    assert fmt.reply_prefix == " " and tok.eos_token_id in fmt.stop_token_ids
+    t = Trajectory(Problem("1", Q, "7", "", {}), 0, 0, fmt, Limits(6, 512, 2048, None))
+    assert t.text.endswith(Q + " [/INST]")
+    # A byte-level tokenizer decodes the reply's first token with its space: the content must not keep
+    # it, or every later render (and the training data) would hold two spaces.
+    assert t.take_turn(Completion(" " + A1, 10, "stop")) == ["print(3 + 4)"]
+    assert t.messages[-1]["content"] == A1
+    t.observe("7")
+    assert t.text == (tok.bos_token + "[INST] " + Q + " [/INST] " + A1 + tok.eos_token
+                      + "[INST] ```output\n7\n``` [/INST]")
