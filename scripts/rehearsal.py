@@ -280,21 +280,23 @@ def rehearse(cfg) -> tuple[object, dict[str, str], list[str]]:
     s = cfg.sft
     source = s.model or s.base_model
     family = family_of(source if "{" not in source else s.config)
-    padded = family == "mistral" and not is_hub_id(s.base_model)  # base made by SFT/add_pad_token.py
-    args = ["--family", family, "--n-sft", str(scale.n_sft), "--warm-up-steps", str(scale.warm_up_steps),
-            *(["--add-pad-token"] if padded else [])]
+    hub_sft = bool(s.model) and "{runs}" not in s.model  # the authors' SFT model: a stand-in of it
+    other_run = "{runs}" in s.model  # another run's SFT model: the world's stand-in models go unused
+    padded = family == "mistral" and not is_hub_id(s.base_model) and not other_run  # SFT/add_pad_token.py's base
+    args = ["--family", family, "--n-sft", str(scale.n_sft),
+            "--warm-up-steps", str(0 if other_run else scale.warm_up_steps),
+            *(["--sft-steps", str(scale.hub_sft_steps)] if hub_sft else []), *(["--add-pad-token"] if padded else [])]
     notes.add("world", "none" if not cfg.world.build else cfg.world.args, f"scripts/rehearsal.py {' '.join(args)}",
-              "stand-in models and data sets, built locally")
+              "stand-in models and data sets, built locally" + (" (no warm-up: the SFT model is another run's)"
+                                                                 if other_run else ""))
     cfg.world.build, cfg.world.script, cfg.world.args, cfg.world.seed = True, "scripts/rehearsal.py", args, scale.seed
     model_dir = "{world}/models/" + family + ("-pad" if padded else "")
-    if s.model:
-        if "{runs}" not in s.model:
-            notes.add("sft.model", s.model, "{world}/models/" + family, f"warmed-up {FAMILIES[family].arch} stand-in, "
-                      f"then {scale.hub_sft_steps} steps on the SFT set (an SFT model's stand-in: the warm-up alone "
-                      "formed no pair in iteration 1)")
-            s.model = "{world}/models/" + family
-            args += ["--sft-steps", str(scale.hub_sft_steps)]
-    else:
+    if hub_sft:
+        notes.add("sft.model", s.model, "{world}/models/" + family, f"warmed-up {FAMILIES[family].arch} stand-in, "
+                  f"then {scale.hub_sft_steps} steps on the SFT set (an SFT model's stand-in: the warm-up alone "
+                  "formed no pair in iteration 1)")
+        s.model = "{world}/models/" + family
+    elif not s.model:
         padding = ", padded by SFT/add_pad_token.py" if padded else ""
         notes.add("sft.base_model", s.base_model, model_dir, f"warmed-up {FAMILIES[family].arch} stand-in{padding}")
         notes.add("sft.data", s.data, "{world}/data/SFT_510K.jsonl", "same schema, tiny-world content")

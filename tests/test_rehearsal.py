@@ -166,3 +166,15 @@ def test_the_rehearsal_scale_is_the_configs_rehearsal_section(tmp_path):
     assert "backend.data_parallel_size=1" in commands
     with pytest.raises(subprocess.CalledProcessError):
         dry_run(tmp_path, config, "rehearsal.vllm_data_paralel=1")  # a misspelt key is an error, not ignored
+
+
+def test_a_run_on_another_runs_sft_model_builds_no_stand_in_base(tmp_path):
+    """A variant that starts from its base's rehearsed SFT model (rehearse_all) uses the world's data only:
+    no warm-up (2.5 min a run on 2 cores) and no Mistral padding step for a model nobody loads."""
+    cfg = pipeline.load(str(ROOT / "configs" / "mistral-7b-v0.3_mkto.yaml"),
+                        [f"runs_dir={tmp_path}", "rehearse=true", "sft.model={runs}/mistral-7b-v0.3_mdpo/sft/model"])
+    args = rehearsal.rehearse(cfg)[0].world.args
+    assert args[args.index("--warm-up-steps") + 1] == "0" and "--add-pad-token" not in args
+    own = rehearsal.rehearse(pipeline.load(str(ROOT / "configs" / "mistral-7b-v0.3_mdpo.yaml"),
+                                           [f"runs_dir={tmp_path}", "rehearse=true"]))[0].world.args
+    assert own[own.index("--warm-up-steps") + 1] == "250" and "--add-pad-token" in own
