@@ -330,6 +330,8 @@ def check_hub(cfg) -> list[Item]:
 def model_params(cfg, model: str) -> float:
     """Parameters of the base model: a local folder's weights, else known counts, else '<N>b' in the name."""
     path = local_path(cfg, model)
+    if path is None and model.startswith("{runs}/"):  # another run's model (an SFT model): measured once written
+        path = ROOT / cfg.runs_dir / model.removeprefix("{runs}/")
     if path is not None and path.is_dir():
         config = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
         width = 4 if str(config.get("torch_dtype", config.get("dtype", "float32"))) == "float32" else 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,16 @@ def test_wandb_needs_a_key(monkeypatch, tmp_path, key, ok):
     monkeypatch.setenv("NETRC", str(tmp_path / "none"))
     assert preflight.check_reporting(cfg("sft.overrides=[wandb_project=x]"))[0].ok is ok
     assert preflight.check_reporting(cfg())[0].ok  # the default: tensorboard
+
+
+def test_the_disk_estimate_measures_another_runs_sft_model(tmp_path):
+    """Found by rehearse_all: the Mistral variants start from `{runs}/mistral-7b-v0.3_mdpo/sft/model`; preflight
+    guessed "7b" from the run's name and wanted 145 GB for a 2-layer stand-in (and, without a size in the
+    name, counted no weights at all for a 7B model on the GPU node). The folder is measured once written."""
+    model = tmp_path / "base" / "sft" / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
+    (model / "model.safetensors").write_bytes(b"\0" * 2000)
+    run = cfg(f"runs_dir={tmp_path}", "sft.model={runs}/base/sft/model")
+    assert preflight.model_params(run, run.sft.model) == 1000
+    assert preflight.model_params(run, "{runs}/mistral-7b-v0.3_mdpo/sft/model") == 7.25e9  # not written: by name
