@@ -72,7 +72,7 @@ def run_rows(run: Path, grader: str, first: bool) -> tuple[list[tuple[str, dict]
         else:
             label = cfg["label"]
         if (run / tag / "train" / "NO_DATA").exists():
-            label += " (no preference data: model unchanged)"
+            label += " (no usable preference data: model unchanged)"
         rows.append((label, scores))
     return rows, cfg
 

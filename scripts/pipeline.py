@@ -404,10 +404,14 @@ class Runner:
         # RAFT trains on the chosen side of the pairs, the reference's RAFT set (SPEC 4.4 step 9)
         subset = "kto" if tr.algorithm == "mkto" else "dpo"
         stats = pairs / "data" / "stats.json"
-        if not self.dry_run and json.loads(stats.read_text())[subset]["rows"] == 0:
-            # A tiny model can fail every prompt: no preference signal, so nothing to train on.
-            note = (f"iteration {t}: the preference data has no {subset} rows (see {stats}); "
-                    "the model is carried over unchanged")
+        data = {} if self.dry_run else json.loads(stats.read_text())
+        prompts = data.get("prompts", {}).get("with_pair", 2)
+        if data and (data[subset]["rows"] == 0 or prompts < 2):
+            # A tiny model can fail every prompt: no preference signal, so nothing to train on. Pairs of one
+            # prompt cannot be split into training and held-out prompts (selection, evaluation loss) either.
+            what = f"no {subset} rows" if data[subset]["rows"] == 0 else \
+                f"{subset} rows of one prompt only (the trainer holds whole prompts out: it needs two)"
+            note = f"iteration {t}: the preference data has {what} (see {stats}); the model is carried over unchanged"
             print(f"[warn] {note}", flush=True)
             (it / "train").mkdir(parents=True, exist_ok=True)
             (it / "train" / "NO_DATA").write_text(note + "\n")

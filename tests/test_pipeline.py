@@ -259,7 +259,7 @@ def test_missing_evaluations_show_as_dashes_and_untrained_iterations_are_marked(
     make_tables.main([str(run), "--plot", str(tmp_path / "p.png")])
     text = (run / "tables.md").read_text()
     assert "| M-DPO iteration 2 | — | — | — |" in text
-    assert "| M-DPO iteration 1 (no preference data: model unchanged) | 70.0 | 40.0 | 55.0 |" in text
+    assert "| M-DPO iteration 1 (no usable preference data: model unchanged) | 70.0 | 40.0 | 55.0 |" in text
 
 
 def test_methods_over_seeds_pairs_each_method_with_the_first_on_the_same_seed(tmp_path):
@@ -281,3 +281,23 @@ def test_methods_over_seeds_pairs_each_method_with_the_first_on_the_same_seed(tm
            "| 50.0 / 60.0 / 70.0 |  |" in math
     assert "| Iterative M-KTO | 10.0 (10.0-10.0, 2 seeds) | 20.0 (20.0-20.0, 2 seeds) | 56.5 (55.0-58.0, 2 seeds) " \
            "| 55.0 / 58.0 / — | +5.0 / -2.0 / — |" in math
+
+
+@pytest.mark.parametrize(("rows", "prompts", "trained"), [(0, 0, False), (1, 1, False), (3, 2, True)])
+def test_pairs_of_fewer_than_two_prompts_carry_the_model_over(tmp_path, monkeypatch, rows, prompts, trained):
+    """Found rehearsing the one-GPU configs: one pair, from one prompt, reached the trainer, which holds whole
+    prompts out for selection and stopped the run ("fewer than 2 prompts"). Like no pair at all, the
+    iteration now carries its model over, with a note the tables show."""
+    cfg = pipeline.load(str(ROOT / "configs" / "tiny_cpu.yaml"), [f"runs_dir={tmp_path}", "selection=last"])
+    runner = pipeline.Runner(cfg, dry_run=False)
+    stages = []
+    monkeypatch.setattr(runner, "grade", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "stage", lambda out, title, cmd, env=None: stages.append(title))
+    monkeypatch.setattr(runner, "select", lambda t, trained: "trained-model")
+    stats = runner.run_dir / "iter1" / "pairs" / "data" / "stats.json"
+    stats.parent.mkdir(parents=True)
+    stats.write_text(json.dumps({"dpo": {"rows": rows}, "kto": {"rows": 2 * rows}, "prompts": {"with_pair": prompts}}))
+    model = runner.iteration(1, "current-model", "sft-model")
+    assert model == ("trained-model" if trained else "current-model")
+    assert any("MDPO" in s for s in stages) is trained
+    assert (runner.run_dir / "iter1" / "train" / "NO_DATA").exists() is not trained
