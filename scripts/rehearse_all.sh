@@ -8,9 +8,10 @@
 # GPU configs: scripts/rehearsal.py gpu_configs() (not tiny_cpu*, e2e_smoke, *_cpu*); naming some
 # rehearses only those (and the runs they need). Configs whose SFT stage is the same (config, base
 # model, data, overrides: e.g. Gemma-2's five methods) rehearse it once: the first (a config without
-# `base:`, else the first by name) runs it and the others start from its SFT model; it runs first. Logs go to runs/rehearsal/<name>.log, each config's latest
-# result to runs/rehearsal/<name>.result, and runs/rehearsal/SUMMARY.md lists them all; re-running
-# resumes each run where it stopped (a passed run finishes in seconds).
+# `base:`, else the first by name) runs it and the others start from its SFT model; it runs first.
+# Logs go to runs/rehearsal/<name>.log, each config's latest result to runs/rehearsal/<name>.result,
+# and runs/rehearsal/SUMMARY.md lists them all; re-running resumes each run where it stopped (a
+# passed run finishes in seconds).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export TOKENIZERS_PARALLELISM=false
@@ -24,7 +25,7 @@ for a in "$@"; do
     *) echo "rehearse_all: '$a' is neither a config (configs/X.yaml) nor key=value" >&2; exit 2 ;;
   esac
 done
-# name <TAB> config <TAB> base name (if the variant shares its base's SFT config)
+# name <TAB> config <TAB> the run whose SFT model it starts from (configs with the same SFT stage)
 PLAN=$(.venv-inference/bin/python - "${configs[@]}" <<'PY'
 import re
 import sys
