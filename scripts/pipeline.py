@@ -405,8 +405,7 @@ class Runner:
         subset = "kto" if tr.algorithm == "mkto" else "dpo"
         stats = pairs / "data" / "stats.json"
         data = {} if self.dry_run else json.loads(stats.read_text())
-        prompts = data.get("prompts", {}).get("with_pair", 2)
-        if data and (data[subset]["rows"] == 0 or prompts < 2):
+        if data and (data[subset]["rows"] == 0 or data[subset].get("prompts", 2) < 2):
             # A tiny model can fail every prompt: no preference signal, so nothing to train on. Pairs of one
             # prompt cannot be split into training and held-out prompts (selection, evaluation loss) either.
             what = f"no {subset} rows" if data[subset]["rows"] == 0 else \

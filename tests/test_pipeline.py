@@ -296,7 +296,7 @@ def test_pairs_of_fewer_than_two_prompts_carry_the_model_over(tmp_path, monkeypa
     monkeypatch.setattr(runner, "select", lambda t, trained: "trained-model")
     stats = runner.run_dir / "iter1" / "pairs" / "data" / "stats.json"
     stats.parent.mkdir(parents=True)
-    stats.write_text(json.dumps({"dpo": {"rows": rows}, "kto": {"rows": 2 * rows}, "prompts": {"with_pair": prompts}}))
+    stats.write_text(json.dumps({"dpo": {"rows": rows, "prompts": prompts}, "kto": {"rows": 2 * rows, "prompts": 5}}))
     model = runner.iteration(1, "current-model", "sft-model")
     assert model == ("trained-model" if trained else "current-model")
     assert any("MDPO" in s for s in stages) is trained

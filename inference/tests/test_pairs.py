@@ -155,7 +155,8 @@ def test_end_to_end_paper_defaults(runs, tmp_path):
                                                         "pass@4": 0.75}
     assert stats["sources"]["previous"]["pass_at_k"]["pass@2"] == 0.75
     assert stats["dpo"]["rows"] == 2 and stats["dpo"]["prompts_by_pair_count"] == {"0": 2, "1": 2}
-    assert stats["kto"] == {"from": "pairs", "rows": 4, "desirable": 2, "desirable_length_capped": 0,
+    assert stats["dpo"]["prompts"] == 2  # the pipeline carries the model over below two (the trainer's split)
+    assert stats["kto"] == {"from": "pairs", "rows": 4, "prompts": 2, "desirable": 2, "desirable_length_capped": 0,
                             "undesirable": 2, "desirable_share": 0.5}
     assert stats["dpo"]["chosen_length_capped"] == 0
     assert stats["bad_lines_skipped"] == 0 and stats["grader_version"] == "g1"
@@ -221,7 +222,7 @@ def test_rerun_gives_identical_output(runs, tmp_path):
 def test_kto_from_all(runs, tmp_path):
     _, kto, stats = pairs.build(config(runs, tmp_path / "o", kto_from="all"))
     assert len(kto) == 19
-    assert stats["kto"] == {"from": "all", "rows": 19, "desirable": 9, "desirable_length_capped": 0,
+    assert stats["kto"] == {"from": "all", "rows": 19, "prompts": 4, "desirable": 9, "desirable_length_capped": 0,
                             "undesirable": 10, "desirable_share": round(9 / 19, 6)}
 
 
