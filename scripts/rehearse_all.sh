@@ -11,7 +11,7 @@
 # `base:`, else the first by name) runs it and the others start from its SFT model; it runs first.
 # Logs go to runs/rehearsal/<name>.log, each config's latest result to runs/rehearsal/<name>.result,
 # and runs/rehearsal/SUMMARY.md lists them all; re-running resumes each run where it stopped (a
-# passed run finishes in seconds).
+# passed run finishes in seconds, and keeps the row of the run that did the work).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export TOKENIZERS_PARALLELISM=false
@@ -67,6 +67,7 @@ while IFS=$'\t' read -r name config base; do
   start=$(date +%s)
   began=$(date -u '+%Y-%m-%d %H:%M UTC')
   echo "== rehearse_all: $began" >> "$log"
+  size=$(wc -c < "$log")
   if bash scripts/run_iterative.sh "$config" rehearse=true "${extra[@]}" "${extra_args[@]}" >> "$log" 2>&1; then
     result=pass
   else
@@ -74,7 +75,10 @@ while IFS=$'\t' read -r name config base; do
   fi
   minutes=$(awk "BEGIN {printf \"%.1f\", ($(date +%s) - $start) / 60}")
   echo "   $result in $minutes min"
-  echo "| $config | $result | $minutes | $began | $(nproc) | ${extra_args[*]:-none} | $log |" > "$OUT/$name.result"
+  # a passed run that had nothing left to run (a dependency of another) keeps the row of the run that did it
+  if [ "$result" = FAIL ] || [ ! -f "$OUT/$name.result" ] || tail -c +$((size + 1)) "$log" | grep -q '^\[run '; then
+    echo "| $config | $result | $minutes | $began | $(nproc) | ${extra_args[*]:-none} | $log |" > "$OUT/$name.result"
+  fi
 done <<< "$PLAN"
 SUMMARY="$OUT/SUMMARY.md"
 { echo "# Rehearsals (each config's latest; minutes include only what that invocation had left to run)"; echo
