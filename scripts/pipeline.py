@@ -94,10 +94,10 @@ def run_stage(cmd: list[str], env: dict, log: Path | None = None) -> int:
     return returncode
 
 
-
 def is_hub_id(value: str | None) -> bool:
     """A config value that names a Hub repository: owner/name, and no such folder in this checkout."""
     return bool(value) and bool(HUB_ID.match(value)) and not (ROOT / value).exists()
+
 
 @dataclass
 class WorldConfig:
