@@ -200,7 +200,7 @@ def local_path(cfg, value: str) -> Path | None:
         return None
     p = Path(value)
     p = p if p.is_absolute() else ROOT / p
-    return p if p.exists() or not pipeline.HUB_ID.match(value) else None
+    return None if pipeline.is_hub_id(value) else p
 
 
 def named_repos(cfg) -> tuple[list[tuple[str, str]], list[tuple[str, str, str, str]]]:

@@ -280,8 +280,8 @@ def rehearse(cfg) -> tuple[object, dict[str, str], list[str]]:
     s = cfg.sft
     source = s.model or s.base_model
     family = family_of(source if "{" not in source else s.config)
-    hub_sft = bool(s.model) and "{runs}" not in s.model  # the authors' SFT model: a stand-in of it
     other_run = "{runs}" in s.model  # another run's SFT model: the world's stand-in models go unused
+    hub_sft = bool(s.model) and not other_run  # the authors' SFT model: a stand-in of it
     padded = family == "mistral" and not is_hub_id(s.base_model) and not other_run  # SFT/add_pad_token.py's base
     args = ["--family", family, "--n-sft", str(scale.n_sft),
             "--warm-up-steps", str(0 if other_run else scale.warm_up_steps),
