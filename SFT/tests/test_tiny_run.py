@@ -109,8 +109,8 @@ def test_interrupted_run_resumed_from_its_last_checkpoint(tiny_run):
 def test_both_processes_packed_the_data_alike(tiny_run):
     """SFT/plugin.py's SeedStepCount: axolotl sizes a packed run from a packing whose order comes from
     torch's global generator, which torch seeds at random in each process; seeded from the config, the
-    interrupted process and the resumed one measure the same packing (without it, five runs here gave
-    five different efficiencies and step counts of 939 or 942 for the tiny config)."""
+    interrupted process and the resumed one measure the same packing (without it, six launches of the
+    tiny config on one world gave six different efficiencies, and 939 or 942 steps)."""
     log = (tiny_run.out / "debug.log").read_text()  # axolotl appends to it when a run resumes
     measured = re.findall(r"sample_packing_eff_est across ranks: \[([0-9.]+)\]", log)
     assert len(measured) == 2 and measured[0] == measured[1], measured
